@@ -1,0 +1,1 @@
+"""revtrace: business transaction tracing for CRM, billing and ERP integrations."""

@@ -1,0 +1,311 @@
+"""The revtrace business vocabulary: every ``biz.*`` attribute, stage, system,
+outcome and failure category, named once.
+
+No OpenTelemetry semantic convention exists for a business transaction that
+crosses CRM, billing and ERP, so revtrace defines its own here. The collector's
+SQL, the SLA rules, the dashboard and the reference sync engine all import
+these names; nothing else spells the strings. ``docs/conventions.md`` documents
+them for people who instrument without this library.
+
+Stage names follow ``<system>.<object>.<action>`` (``billing.invoice.create``).
+"""
+
+from __future__ import annotations
+
+import re
+from enum import StrEnum
+from typing import Final
+
+__all__ = [
+    "ATTRIBUTE_KEYS",
+    "BIZ_AMOUNT",
+    "BIZ_ATTEMPT",
+    "BIZ_CORRELATION_ID",
+    "BIZ_CURRENCY",
+    "BIZ_ERROR_CATEGORY",
+    "BIZ_ERROR_CODE",
+    "BIZ_EVENT_ID",
+    "BIZ_EVENT_OCCURRED_AT",
+    "BIZ_EVENT_SEQUENCE",
+    "BIZ_IDEMPOTENCY_KEY",
+    "BIZ_LEGAL_ENTITY",
+    "BIZ_OBJECT_ID",
+    "BIZ_OBJECT_REFS",
+    "BIZ_OBJECT_TYPE",
+    "BIZ_OUTCOME",
+    "BIZ_PROCESS",
+    "BIZ_REGION",
+    "BIZ_STAGE",
+    "BIZ_SYSTEM",
+    "BIZ_SYSTEM_VENDOR",
+    "BAGGAGE_CORRELATION_ID",
+    "BAGGAGE_PROCESS",
+    "CANONICAL_STAGES",
+    "EVENT_PAYLOAD",
+    "EVENT_TRANSFORM",
+    "PAYLOAD_BODY",
+    "PAYLOAD_HASH",
+    "PAYLOAD_KIND",
+    "PAYLOAD_REDACTED_FIELDS",
+    "PAYLOAD_SYSTEM",
+    "PAYLOAD_TRUNCATED",
+    "STAGE_PATTERN",
+    "TRANSFORM_FROM",
+    "TRANSFORM_MAPPING",
+    "TRANSFORM_TO",
+    "FailureCategory",
+    "ObjectType",
+    "Outcome",
+    "PayloadKind",
+    "Process",
+    "Stage",
+    "System",
+    "format_object_ref",
+    "parse_object_ref",
+    "parse_stage",
+]
+
+# --- span attributes --------------------------------------------------------
+
+BIZ_CORRELATION_ID: Final = "biz.correlation_id"
+"""The business transaction, the same across every system, hop and retry."""
+BIZ_PROCESS: Final = "biz.process"
+"""The business process (:class:`Process`), e.g. ``quote_to_cash``."""
+BIZ_STAGE: Final = "biz.stage"
+"""One step of the process, ``<system>.<object>.<action>`` (:class:`Stage`)."""
+BIZ_SYSTEM: Final = "biz.system"
+"""The kind of system the step ran in (:class:`System`)."""
+BIZ_SYSTEM_VENDOR: Final = "biz.system.vendor"
+"""The product behind the system: ``salesforce``, ``stripe``, ``netsuite``, …"""
+BIZ_OBJECT_TYPE: Final = "biz.object.type"
+"""The canonical business object the step acts on (:class:`ObjectType`)."""
+BIZ_OBJECT_ID: Final = "biz.object.id"
+"""The object's id in the system of this step."""
+BIZ_OBJECT_REFS: Final = "biz.object.refs"
+"""Ids of the same object in other systems, as a string array of
+``<system>:<type>/<id>`` (``crm:opportunity/006Dn00000A1b2C``)."""
+BIZ_LEGAL_ENTITY: Final = "biz.legal_entity"
+"""The legal entity (subsidiary, company code) the transaction books into."""
+BIZ_REGION: Final = "biz.region"
+"""A sales or booking region, a grouping dimension for SLAs."""
+BIZ_AMOUNT: Final = "biz.amount"
+"""The monetary amount in currency units (a decimal, not minor units)."""
+BIZ_CURRENCY: Final = "biz.currency"
+"""ISO 4217 currency code."""
+BIZ_IDEMPOTENCY_KEY: Final = "biz.idempotency_key"
+"""The key that makes the business effect of this step happen at most once."""
+BIZ_ATTEMPT: Final = "biz.attempt"
+"""1 for the first try of a step, 2 for the first retry, …"""
+BIZ_EVENT_ID: Final = "biz.event.id"
+"""The id of the event (webhook, CDC message) the step handles."""
+BIZ_EVENT_SEQUENCE: Final = "biz.event.sequence"
+"""The event's position in its object's history (for ordering checks)."""
+BIZ_EVENT_OCCURRED_AT: Final = "biz.event.occurred_at"
+"""When the event happened at its source, RFC 3339."""
+BIZ_OUTCOME: Final = "biz.outcome"
+"""How the step ended (:class:`Outcome`)."""
+BIZ_ERROR_CATEGORY: Final = "biz.error.category"
+"""The failure category (:class:`FailureCategory`) when the step failed."""
+BIZ_ERROR_CODE: Final = "biz.error.code"
+"""The failing system's own error code (``resource_missing``, ``INVALID_KEY_OR_REF``)."""
+
+ATTRIBUTE_KEYS: Final = (
+    BIZ_CORRELATION_ID,
+    BIZ_PROCESS,
+    BIZ_STAGE,
+    BIZ_SYSTEM,
+    BIZ_SYSTEM_VENDOR,
+    BIZ_OBJECT_TYPE,
+    BIZ_OBJECT_ID,
+    BIZ_OBJECT_REFS,
+    BIZ_LEGAL_ENTITY,
+    BIZ_REGION,
+    BIZ_AMOUNT,
+    BIZ_CURRENCY,
+    BIZ_IDEMPOTENCY_KEY,
+    BIZ_ATTEMPT,
+    BIZ_EVENT_ID,
+    BIZ_EVENT_SEQUENCE,
+    BIZ_EVENT_OCCURRED_AT,
+    BIZ_OUTCOME,
+    BIZ_ERROR_CATEGORY,
+    BIZ_ERROR_CODE,
+)
+"""Every ``biz.*`` span attribute key."""
+
+# --- baggage ------------------------------------------------------------------
+
+BAGGAGE_CORRELATION_ID: Final = BIZ_CORRELATION_ID
+"""W3C Baggage member carrying the correlation id across hops."""
+BAGGAGE_PROCESS: Final = BIZ_PROCESS
+"""W3C Baggage member carrying the process across hops."""
+
+# --- span events: payload snapshots and transformations -----------------------
+
+EVENT_PAYLOAD: Final = "biz.payload"
+"""Span event holding one redacted payload snapshot."""
+PAYLOAD_KIND: Final = "biz.payload.kind"
+"""Which payload this is (:class:`PayloadKind`)."""
+PAYLOAD_SYSTEM: Final = "biz.payload.system"
+"""The system the payload came from or went to."""
+PAYLOAD_BODY: Final = "biz.payload.body"
+"""The redacted payload, JSON text."""
+PAYLOAD_TRUNCATED: Final = "biz.payload.truncated"
+"""True when the body was cut at the size cap."""
+PAYLOAD_REDACTED_FIELDS: Final = "biz.payload.redacted_fields"
+"""Paths of the fields that were redacted (string array)."""
+PAYLOAD_HASH: Final = "biz.payload.hash"
+"""SHA-256 of the unredacted canonical payload, for joinability (optional)."""
+
+EVENT_TRANSFORM: Final = "biz.transform"
+"""Span event recording one mapping step, source → canonical → target."""
+TRANSFORM_FROM: Final = "biz.transform.from"
+"""The payload kind transformed from."""
+TRANSFORM_TO: Final = "biz.transform.to"
+"""The payload kind transformed to."""
+TRANSFORM_MAPPING: Final = "biz.transform.mapping"
+"""The name (and version) of the mapping that was applied."""
+
+
+class System(StrEnum):
+    """The kinds of system a quote-to-cash transaction crosses."""
+
+    CRM = "crm"
+    BILLING = "billing"
+    ERP = "erp"
+    MIDDLEWARE = "middleware"
+    PROVISIONING = "provisioning"
+
+
+class Process(StrEnum):
+    """Business processes the sync engine runs."""
+
+    QUOTE_TO_CASH = "quote_to_cash"
+    CUSTOMER_SYNC = "customer_sync"
+    PAYMENT_UPDATE = "payment_update"
+    RENEWAL = "renewal"
+    REFUND = "refund"
+    SUBSCRIPTION_CHANGE = "subscription_change"
+    RECONCILIATION = "reconciliation"
+
+
+class ObjectType(StrEnum):
+    """Canonical business objects."""
+
+    ACCOUNT = "account"
+    CUSTOMER = "customer"
+    OPPORTUNITY = "opportunity"
+    ORDER = "order"
+    PRODUCT = "product"
+    CONTRACT = "contract"
+    SUBSCRIPTION = "subscription"
+    INVOICE = "invoice"
+    PAYMENT = "payment"
+    REFUND = "refund"
+    JOURNAL = "journal"
+
+
+class Outcome(StrEnum):
+    """How one business step ended."""
+
+    OK = "ok"
+    FAILED = "failed"
+    RETRYING = "retrying"
+    DEAD_LETTERED = "dead_lettered"
+    COMPENSATED = "compensated"
+    SKIPPED_DUPLICATE = "skipped_duplicate"
+    PARKED = "parked"
+
+
+class FailureCategory(StrEnum):
+    """Why a transaction failed, in business terms. The first group is what an
+    adapter sees on one call; the second is found by the evaluator across
+    spans."""
+
+    TRANSIENT = "transient"
+    """5xx, timeouts, connection errors: retrying is expected to help."""
+    RATE_LIMITED = "rate_limited"
+    """429, quota exhausted."""
+    AUTH = "auth"
+    """401/403, expired or revoked credentials."""
+    MAPPING = "mapping"
+    """Our own transform or payload was invalid (400/422 on our fields, unknown SKU)."""
+    MASTER_DATA = "master_data"
+    """A referenced customer, entity, cost center or tax registration is missing or invalid."""
+    BUSINESS_RULE = "business_rule"
+    """The downstream system refused on purpose: closed period, credit hold."""
+    DUPLICATE = "duplicate"
+    """The same business effect happened twice."""
+    OUT_OF_ORDER = "out_of_order"
+    """An event was applied before the state it depends on."""
+    STUCK = "stuck"
+    """An expected stage never happened within its deadline."""
+    MISMATCH = "mismatch"
+    """Amounts, statuses or counts differ between systems."""
+    LATENCY = "latency"
+    """An SLA on stage-to-stage time was breached."""
+    UNKNOWN = "unknown"
+    """Failed, and nothing said why. Never guessed."""
+
+
+class PayloadKind(StrEnum):
+    """Which payload a snapshot holds, in transformation order."""
+
+    SOURCE = "source"
+    CANONICAL = "canonical"
+    TARGET_REQUEST = "target_request"
+    TARGET_RESPONSE = "target_response"
+
+
+class Stage(StrEnum):
+    """The canonical quote-to-cash stages. The default rule pack, the reference
+    sync engine and hand instrumentation all use these names."""
+
+    CRM_ORDER_APPROVE = "crm.order.approve"
+    MIDDLEWARE_ORDER_VALIDATE = "middleware.order.validate"
+    BILLING_CUSTOMER_UPSERT = "billing.customer.upsert"
+    BILLING_SUBSCRIPTION_CREATE = "billing.subscription.create"
+    BILLING_INVOICE_CREATE = "billing.invoice.create"
+    ERP_CUSTOMER_UPSERT = "erp.customer.upsert"
+    ERP_INVOICE_POST = "erp.invoice.post"
+    BILLING_PAYMENT_SUCCEED = "billing.payment.succeed"
+    BILLING_PAYMENT_FAIL = "billing.payment.fail"
+    CRM_ACCOUNT_UPDATE = "crm.account.update"
+    ERP_PAYMENT_APPLY = "erp.payment.apply"
+    BILLING_REFUND_CREATE = "billing.refund.create"
+    ERP_REFUND_POST = "erp.refund.post"
+    BILLING_SUBSCRIPTION_UPDATE = "billing.subscription.update"
+    BILLING_SUBSCRIPTION_CANCEL = "billing.subscription.cancel"
+
+
+CANONICAL_STAGES: Final = tuple(s.value for s in Stage)
+"""Every canonical stage name, in quote-to-cash order."""
+
+STAGE_PATTERN: Final = re.compile(r"^(?P<system>[a-z][a-z0-9_]*)\.(?P<object>[a-z][a-z0-9_]*)\.(?P<action>[a-z][a-z0-9_]*)$")
+"""What a stage name looks like: ``<system>.<object>.<action>``, lower snake case."""
+
+
+def parse_stage(stage: str) -> tuple[str, str, str] | None:
+    """Split ``billing.invoice.create`` into ``("billing", "invoice", "create")``;
+    ``None`` when the name does not follow the convention."""
+    match = STAGE_PATTERN.match(stage)
+    if match is None:
+        return None
+    return match["system"], match["object"], match["action"]
+
+
+_REF_PATTERN: Final = re.compile(r"^(?P<system>[a-z][a-z0-9_]*):(?P<type>[a-z][a-z0-9_]*)/(?P<id>.+)$")
+
+
+def format_object_ref(system: str, object_type: str, object_id: str) -> str:
+    """``crm``, ``opportunity``, ``006…`` → ``crm:opportunity/006…`` (the form of
+    :data:`BIZ_OBJECT_REFS` entries)."""
+    return f"{system}:{object_type}/{object_id}"
+
+
+def parse_object_ref(ref: str) -> tuple[str, str, str] | None:
+    """Inverse of :func:`format_object_ref`; ``None`` for a malformed ref."""
+    match = _REF_PATTERN.match(ref)
+    if match is None:
+        return None
+    return match["system"], match["type"], match["id"]
