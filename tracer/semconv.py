@@ -18,6 +18,8 @@ from typing import Final
 
 __all__ = [
     "ATTRIBUTE_KEYS",
+    "BAGGAGE_CORRELATION_ID",
+    "BAGGAGE_PROCESS",
     "BIZ_AMOUNT",
     "BIZ_ATTEMPT",
     "BIZ_CORRELATION_ID",
@@ -34,12 +36,14 @@ __all__ = [
     "BIZ_OBJECT_TYPE",
     "BIZ_OUTCOME",
     "BIZ_PROCESS",
+    "BIZ_RECON_AMOUNT",
+    "BIZ_RECON_COUNT",
+    "BIZ_RECON_PERIOD",
+    "BIZ_RECON_STATUSES",
     "BIZ_REGION",
     "BIZ_STAGE",
     "BIZ_SYSTEM",
     "BIZ_SYSTEM_VENDOR",
-    "BAGGAGE_CORRELATION_ID",
-    "BAGGAGE_PROCESS",
     "CANONICAL_STAGES",
     "EVENT_PAYLOAD",
     "EVENT_TRANSFORM",
@@ -49,6 +53,7 @@ __all__ = [
     "PAYLOAD_REDACTED_FIELDS",
     "PAYLOAD_SYSTEM",
     "PAYLOAD_TRUNCATED",
+    "RECONCILIATION_STAGES",
     "STAGE_PATTERN",
     "TRANSFORM_FROM",
     "TRANSFORM_MAPPING",
@@ -109,6 +114,15 @@ BIZ_ERROR_CATEGORY: Final = "biz.error.category"
 BIZ_ERROR_CODE: Final = "biz.error.code"
 """The failing system's own error code (``resource_missing``, ``INVALID_KEY_OR_REF``)."""
 
+BIZ_RECON_PERIOD: Final = "biz.recon.period"
+"""Reconciliation snapshot: the period it covers (``2026-12`` or ``2026-12-03``)."""
+BIZ_RECON_COUNT: Final = "biz.recon.count"
+"""Reconciliation snapshot: how many objects of the type the system holds for the period."""
+BIZ_RECON_AMOUNT: Final = "biz.recon.amount"
+"""Reconciliation snapshot: their total amount in currency units."""
+BIZ_RECON_STATUSES: Final = "biz.recon.statuses"
+"""Reconciliation snapshot: counts per status, JSON object text (``{"paid": 3, "open": 2}``)."""
+
 ATTRIBUTE_KEYS: Final = (
     BIZ_CORRELATION_ID,
     BIZ_PROCESS,
@@ -130,6 +144,10 @@ ATTRIBUTE_KEYS: Final = (
     BIZ_OUTCOME,
     BIZ_ERROR_CATEGORY,
     BIZ_ERROR_CODE,
+    BIZ_RECON_PERIOD,
+    BIZ_RECON_COUNT,
+    BIZ_RECON_AMOUNT,
+    BIZ_RECON_STATUSES,
 )
 """Every ``biz.*`` span attribute key."""
 
@@ -276,12 +294,25 @@ class Stage(StrEnum):
     ERP_REFUND_POST = "erp.refund.post"
     BILLING_SUBSCRIPTION_UPDATE = "billing.subscription.update"
     BILLING_SUBSCRIPTION_CANCEL = "billing.subscription.cancel"
+    CRM_RECONCILIATION_SNAPSHOT = "crm.reconciliation.snapshot"
+    BILLING_RECONCILIATION_SNAPSHOT = "billing.reconciliation.snapshot"
+    ERP_RECONCILIATION_SNAPSHOT = "erp.reconciliation.snapshot"
 
 
-CANONICAL_STAGES: Final = tuple(s.value for s in Stage)
-"""Every canonical stage name, in quote-to-cash order."""
+CANONICAL_STAGES: Final = tuple(s.value for s in Stage if not s.value.endswith(".reconciliation.snapshot"))
+"""Every canonical transaction stage name, in quote-to-cash order."""
 
-STAGE_PATTERN: Final = re.compile(r"^(?P<system>[a-z][a-z0-9_]*)\.(?P<object>[a-z][a-z0-9_]*)\.(?P<action>[a-z][a-z0-9_]*)$")
+RECONCILIATION_STAGES: Final = (
+    Stage.CRM_RECONCILIATION_SNAPSHOT,
+    Stage.BILLING_RECONCILIATION_SNAPSHOT,
+    Stage.ERP_RECONCILIATION_SNAPSHOT,
+)
+"""Stages of reconciliation snapshot spans: one span per system, object type and
+period, with :data:`BIZ_OBJECT_TYPE` and the ``biz.recon.*`` attributes."""
+
+STAGE_PATTERN: Final = re.compile(
+    r"^(?P<system>[a-z][a-z0-9_]*)\.(?P<object>[a-z][a-z0-9_]*)\.(?P<action>[a-z][a-z0-9_]*)$"
+)
 """What a stage name looks like: ``<system>.<object>.<action>``, lower snake case."""
 
 
