@@ -23,14 +23,19 @@ __all__ = [
     "BIZ_AMOUNT",
     "BIZ_ATTEMPT",
     "BIZ_CORRELATION_ID",
+    "BIZ_CORRELATION_SOURCE",
     "BIZ_CURRENCY",
     "BIZ_ERROR_CATEGORY",
     "BIZ_ERROR_CODE",
+    "BIZ_ERROR_EVIDENCE",
+    "BIZ_ERROR_RETRYABLE",
+    "BIZ_ERROR_RETRY_AFTER",
     "BIZ_EVENT_ID",
     "BIZ_EVENT_OCCURRED_AT",
     "BIZ_EVENT_SEQUENCE",
     "BIZ_IDEMPOTENCY_KEY",
     "BIZ_LEGAL_ENTITY",
+    "BIZ_LINK_HOP",
     "BIZ_OBJECT_ID",
     "BIZ_OBJECT_REFS",
     "BIZ_OBJECT_TYPE",
@@ -45,12 +50,18 @@ __all__ = [
     "BIZ_SYSTEM",
     "BIZ_SYSTEM_VENDOR",
     "CANONICAL_STAGES",
+    "DETAIL_ATTRIBUTE_KEYS",
     "EVENT_PAYLOAD",
     "EVENT_TRANSFORM",
+    "METRIC_QUEUE_CAPACITY",
+    "METRIC_QUEUE_SIZE",
+    "METRIC_SPANS_DROPPED",
+    "METRIC_SPANS_EXPORTED",
     "PAYLOAD_BODY",
     "PAYLOAD_HASH",
     "PAYLOAD_KIND",
     "PAYLOAD_REDACTED_FIELDS",
+    "PAYLOAD_SIZE",
     "PAYLOAD_SYSTEM",
     "PAYLOAD_TRUNCATED",
     "RECONCILIATION_STAGES",
@@ -58,7 +69,14 @@ __all__ = [
     "TRANSFORM_FROM",
     "TRANSFORM_MAPPING",
     "TRANSFORM_TO",
+    "WEBHOOK_METADATA_CORRELATION_ID",
+    "WEBHOOK_METADATA_PROCESS",
+    "WEBHOOK_METADATA_TRACEPARENT",
+    "WEBHOOK_METADATA_TRACESTATE",
+    "CorrelationSource",
+    "DropReason",
     "FailureCategory",
+    "Hop",
     "ObjectType",
     "Outcome",
     "PayloadKind",
@@ -149,7 +167,31 @@ ATTRIBUTE_KEYS: Final = (
     BIZ_RECON_AMOUNT,
     BIZ_RECON_STATUSES,
 )
-"""Every ``biz.*`` span attribute key."""
+"""Every core ``biz.*`` span attribute key: the business dimensions of a step.
+The error details and link attributes below (:data:`DETAIL_ATTRIBUTE_KEYS`) are
+not in this tuple."""
+
+# Details the tracer adds beside the core attributes. They are optional: hand
+# instrumentation may leave them out and everything downstream still works.
+BIZ_ERROR_RETRYABLE: Final = "biz.error.retryable"
+"""Whether the failure is expected to go away on retry (bool)."""
+BIZ_ERROR_RETRY_AFTER: Final = "biz.error.retry_after"
+"""Seconds the failing system asked us to wait (``Retry-After``), a float."""
+BIZ_ERROR_EVIDENCE: Final = "biz.error.evidence"
+"""What decided the failure category, e.g. ``http 429 + Retry-After``,
+``stripe code resource_missing``. Never contains payload data."""
+BIZ_CORRELATION_SOURCE: Final = "biz.correlation.source"
+"""Where the step's correlation id came from (:class:`CorrelationSource`)."""
+BIZ_LINK_HOP: Final = "biz.link.hop"
+"""On a span link: the kind of asynchronous hop it crosses (:class:`Hop`)."""
+
+DETAIL_ATTRIBUTE_KEYS: Final = (
+    BIZ_ERROR_RETRYABLE,
+    BIZ_ERROR_RETRY_AFTER,
+    BIZ_ERROR_EVIDENCE,
+    BIZ_CORRELATION_SOURCE,
+)
+"""The optional ``biz.*`` span attributes beside :data:`ATTRIBUTE_KEYS`."""
 
 # --- baggage ------------------------------------------------------------------
 
@@ -173,7 +215,10 @@ PAYLOAD_TRUNCATED: Final = "biz.payload.truncated"
 PAYLOAD_REDACTED_FIELDS: Final = "biz.payload.redacted_fields"
 """Paths of the fields that were redacted (string array)."""
 PAYLOAD_HASH: Final = "biz.payload.hash"
-"""SHA-256 of the unredacted canonical payload, for joinability (optional)."""
+"""HMAC-SHA256 (hex) of the unredacted payload, for joinability (optional; only
+when a key is configured, never a bare hash, which a dictionary could reverse)."""
+PAYLOAD_SIZE: Final = "biz.payload.size"
+"""Size in bytes of the redacted body before truncation (int)."""
 
 EVENT_TRANSFORM: Final = "biz.transform"
 """Span event recording one mapping step, source → canonical → target."""
@@ -183,6 +228,30 @@ TRANSFORM_TO: Final = "biz.transform.to"
 """The payload kind transformed to."""
 TRANSFORM_MAPPING: Final = "biz.transform.mapping"
 """The name (and version) of the mapping that was applied."""
+
+# --- carriers: where the context travels when W3C headers cannot --------------
+
+WEBHOOK_METADATA_TRACEPARENT: Final = "revtrace_traceparent"
+"""Metadata key (e.g. Stripe ``metadata``) holding the W3C ``traceparent``.
+Underscored, short and ASCII so vendors' metadata rules accept it."""
+WEBHOOK_METADATA_TRACESTATE: Final = "revtrace_tracestate"
+"""Metadata key holding the W3C ``tracestate`` (only when non-empty)."""
+WEBHOOK_METADATA_CORRELATION_ID: Final = "revtrace_correlation_id"
+"""Metadata key holding the correlation id."""
+WEBHOOK_METADATA_PROCESS: Final = "revtrace_process"
+"""Metadata key holding the process."""
+
+# --- the tracer's own health metrics -------------------------------------------
+
+METRIC_SPANS_DROPPED: Final = "revtrace.tracer.spans.dropped"
+"""Counter: spans that never reached the exporter's destination, by
+``error.type`` (:class:`DropReason`)."""
+METRIC_SPANS_EXPORTED: Final = "revtrace.tracer.spans.exported"
+"""Counter: spans the exporter reported as delivered."""
+METRIC_QUEUE_SIZE: Final = "revtrace.tracer.queue.size"
+"""Gauge: spans waiting in the batch queue."""
+METRIC_QUEUE_CAPACITY: Final = "revtrace.tracer.queue.capacity"
+"""Gauge: the batch queue's capacity (``OTEL_BSP_MAX_QUEUE_SIZE``)."""
 
 
 class System(StrEnum):
@@ -264,6 +333,40 @@ class FailureCategory(StrEnum):
     """An SLA on stage-to-stage time was breached."""
     UNKNOWN = "unknown"
     """Failed, and nothing said why. Never guessed."""
+
+
+class DropReason(StrEnum):
+    """Why the tracer lost a span (the ``error.type`` of :data:`METRIC_SPANS_DROPPED`)."""
+
+    QUEUE_FULL = "queue_full"
+    """The batch queue was at ``OTEL_BSP_MAX_QUEUE_SIZE`` when the span ended."""
+    EXPORT_FAILED = "export_failed"
+    """The exporter gave up on the batch (after its own retries) or raised."""
+    SHUTDOWN = "already_shutdown"
+    """The span ended after :func:`tracer.shutdown`."""
+
+
+class CorrelationSource(StrEnum):
+    """Where a business span's correlation id came from."""
+
+    ARGUMENT = "argument"
+    """Passed explicitly by the adapter."""
+    BAGGAGE = "baggage"
+    """Inherited from W3C Baggage (same process or an upstream hop)."""
+    LINK = "link"
+    """Taken from a linked upstream context (queue message, webhook metadata)."""
+    REF_INDEX = "ref_index"
+    """Re-associated by business object reference (the in-process ref index)."""
+    MINTED = "minted"
+    """Nothing upstream had one: this step started the transaction."""
+
+
+class Hop(StrEnum):
+    """The carriers a context crosses between steps."""
+
+    HTTP = "http"
+    MESSAGE = "message"
+    WEBHOOK = "webhook"
 
 
 class PayloadKind(StrEnum):
