@@ -1,0 +1,228 @@
+"""Ingest: what the HTTP and gRPC receivers share.
+
+Authenticate → decode → convert (OTLP → rows) → spool. The receivers only map
+the outcome to their protocol (HTTP status codes, gRPC status codes), as the
+OTLP specification says.
+
+Exceptions (each carries what the receiver answers)::
+
+    IngestError
+     ├── Unauthorized       401 / UNAUTHENTICATED
+     ├── BadRequest         400 / INVALID_ARGUMENT (malformed OTLP)
+     ├── PayloadTooLarge    413 / RESOURCE_EXHAUSTED without retry
+     ├── UnsupportedMedia   415
+     └── Backpressure       503 + Retry-After / UNAVAILABLE (retryable)
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+import zlib
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Final, Literal
+
+from collector.otlp import (
+    Limits,
+    OTLPDecodeError,
+    RowBatch,
+    decode_metrics,
+    decode_traces,
+    metrics_to_rows,
+    traces_to_rows,
+)
+from collector.spool import Spool, SpoolFullError
+
+__all__ = [
+    "Backpressure",
+    "BadRequest",
+    "Ingest",
+    "IngestError",
+    "IngestResult",
+    "IngestStats",
+    "PayloadTooLarge",
+    "Signal",
+    "Unauthorized",
+    "UnsupportedMedia",
+    "decompress",
+]
+
+log = logging.getLogger(__name__)
+
+Signal = Literal["traces", "metrics"]
+
+RETRY_AFTER_S: Final = 5
+
+
+class IngestError(Exception):
+    """A request that cannot be accepted; ``status`` is the HTTP answer."""
+
+    status = 500
+    retry_after: int | None = None
+
+
+class Unauthorized(IngestError):
+    """No valid bearer token."""
+
+    status = 401
+
+
+class BadRequest(IngestError):
+    """Malformed OTLP."""
+
+    status = 400
+
+
+class PayloadTooLarge(IngestError):
+    """Body above the size limit (after decompression)."""
+
+    status = 413
+
+
+class UnsupportedMedia(IngestError):
+    """Content type or encoding we do not speak."""
+
+    status = 415
+
+
+class Backpressure(IngestError):
+    """The writer is behind; the client should retry after ``retry_after`` seconds."""
+
+    status = 503
+    retry_after = RETRY_AFTER_S
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    """What was accepted and rejected of one request."""
+
+    accepted: int
+    rejected: int
+    message: str
+
+
+@dataclass
+class IngestStats:
+    """Counters per signal, for health endpoints and self-telemetry."""
+
+    requests: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    accepted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    refused: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    started_at: float = field(default_factory=time.time)
+
+    def as_dict(self) -> dict[str, dict[str, int]]:
+        """JSON-ready counters."""
+        return {
+            "requests": dict(self.requests),
+            "accepted": dict(self.accepted),
+            "rejected": dict(self.rejected),
+            "refused": dict(self.refused),
+        }
+
+
+def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
+    """Undo ``Content-Encoding`` with a hard cap on the output (gzip bombs stop at ``max_bytes``)."""
+    encoding = (encoding or "identity").strip().lower()
+    if encoding in ("", "identity"):
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"body is {len(body)} bytes; the limit is {max_bytes}")
+        return body
+    if encoding not in ("gzip", "deflate"):
+        raise UnsupportedMedia(f"unsupported Content-Encoding {encoding!r}; use gzip or identity")
+    wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    try:
+        out = inflater.decompress(body, max_bytes + 1)
+    except zlib.error as exc:
+        raise BadRequest(f"invalid {encoding} body: {exc}") from None
+    if len(out) > max_bytes or inflater.unconsumed_tail:
+        raise PayloadTooLarge(f"body is over {max_bytes} bytes after decompression")
+    if not inflater.eof:
+        raise BadRequest(f"truncated {encoding} body")
+    return out
+
+
+class Ingest:
+    """Authenticates, decodes, converts and spools OTLP requests."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        *,
+        tokens: Iterable[str] = (),
+        max_body_bytes: int = 64 * 1024 * 1024,
+        limits: Limits | None = None,
+    ) -> None:
+        self.spool = spool
+        self.tokens = tuple(t for t in (tok.strip() for tok in tokens) if t)
+        self.max_body_bytes = max_body_bytes
+        self.limits = limits or Limits()
+        self.stats = IngestStats()
+        self._lock = threading.Lock()
+
+    @property
+    def auth_required(self) -> bool:
+        """True when ingest needs a bearer token."""
+        return bool(self.tokens)
+
+    def authenticate(self, authorization: str | None) -> None:
+        """Check ``Authorization: Bearer <token>`` when tokens are configured."""
+        if not self.tokens:
+            return
+        scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise Unauthorized("missing bearer token")
+        if not any(hmac.compare_digest(token.encode(), t.encode()) for t in self.tokens):
+            raise Unauthorized("invalid bearer token")
+
+    def check_capacity(self) -> None:
+        """Raise :class:`Backpressure` early when the spool is over its limit."""
+        if self.spool.backlog_bytes >= self.spool.max_backlog_bytes:
+            raise Backpressure(
+                f"the writer is behind ({self.spool.backlog_bytes} bytes waiting for the store); retry later"
+            )
+
+    def handle(self, signal: Signal, body: bytes, content_type: str | None) -> IngestResult:
+        """Decode ``body`` (already decompressed), convert and spool it."""
+        self.stats.requests[signal] += 1
+        try:
+            if signal == "traces":
+                batch = traces_to_rows(decode_traces(body, content_type), self.limits)
+            else:
+                batch = metrics_to_rows(decode_metrics(body, content_type), self.limits)
+        except OTLPDecodeError as exc:
+            self.stats.refused[signal] += 1
+            if str(exc).startswith("unsupported content type"):
+                raise UnsupportedMedia(str(exc)) from None
+            raise BadRequest(str(exc)) from None
+        return self.spool_batch(signal, batch)
+
+    def handle_message(self, signal: Signal, message: object) -> IngestResult:
+        """Convert and spool an already-decoded message (the gRPC path)."""
+        self.stats.requests[signal] += 1
+        if signal == "traces":
+            batch = traces_to_rows(message, self.limits)  # type: ignore[arg-type]
+        else:
+            batch = metrics_to_rows(message, self.limits)  # type: ignore[arg-type]
+        return self.spool_batch(signal, batch)
+
+    def spool_batch(self, signal: Signal, batch: RowBatch) -> IngestResult:
+        """Append the batch's rows to the spool; only then is it accepted."""
+        blocks = [(table, len(rows), b"\n".join(rows)) for table, rows in batch.rows.items() if rows]
+        if blocks:
+            try:
+                self.spool.append(blocks)
+            except SpoolFullError as exc:
+                self.stats.refused[signal] += 1
+                raise Backpressure(str(exc)) from None
+        self.stats.accepted[signal] += batch.accepted
+        self.stats.rejected[signal] += batch.rejected
+        if batch.rejected:
+            log.info("%s: %d accepted, %s", signal, batch.accepted, batch.message)
+        return IngestResult(batch.accepted, batch.rejected, batch.message)
