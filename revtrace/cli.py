@@ -1,0 +1,157 @@
+"""The ``revtrace`` command line: a thin layer over the service objects.
+
+Long-running roles (``up``, ``collector``, …) build their service object and
+wait for a signal. Store commands (``db migrate``, ``trace``, ``sla check``, …)
+go through :func:`revtrace.runtime.run_store_command`, which works whether or
+not ``revtrace up`` holds the embedded store.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from collector import settings
+from revtrace.logs import setup_logging
+from revtrace.runtime import run_store_command
+
+__all__ = ["main"]
+
+
+def _emit(name: str, args: dict[str, Any]) -> None:
+    output = run_store_command(name, args)
+    if output.text:
+        click.echo(output.text)
+    if output.note:
+        click.echo(output.note, err=True)
+    sys.exit(output.exit_code)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--log-level", default="info", show_default=True, type=click.Choice(["debug", "info", "warning", "error"])
+)
+@click.option("--log-format", default="text", show_default=True, type=click.Choice(["text", "json"]))
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    envvar="REVTRACE_DATA_DIR",
+    help="Local state directory (embedded store, spool). [env REVTRACE_DATA_DIR; default .revtrace]",
+)
+def cli(log_level: str, log_format: str, data_dir: Path | None) -> None:
+    """revtrace: business transaction tracing for CRM, billing and ERP integrations."""
+    setup_logging(log_level, log_format)
+    if data_dir is not None:
+        import os
+
+        os.environ["REVTRACE_DATA_DIR"] = str(data_dir)
+
+
+def _collector_options(func: Any) -> Any:
+    options = [
+        click.option("--host", envvar="REVTRACE_HTTP_HOST", default=None, help="Bind address. [127.0.0.1]"),
+        click.option(
+            "--http-port", envvar="REVTRACE_HTTP_PORT", type=int, default=None, help="OTLP/HTTP port. [4318]"
+        ),
+        click.option(
+            "--grpc-port",
+            envvar="REVTRACE_GRPC_PORT",
+            type=int,
+            default=None,
+            help="OTLP/gRPC port, -1 disables. [4317]",
+        ),
+    ]
+    for option in reversed(options):
+        func = option(func)
+    return func
+
+
+@cli.command()
+@_collector_options
+@click.option(
+    "--dashboard-port",
+    envvar="REVTRACE_DASHBOARD_PORT",
+    type=int,
+    default=None,
+    help="Dashboard port. [8501]",
+)
+def up(host: str | None, http_port: int | None, grpc_port: int | None, dashboard_port: int | None) -> None:
+    """Run the sidecar in one process on the embedded store: collector, evaluator, dashboard."""
+    from collector.service import CollectorConfig
+    from revtrace.sidecar import Sidecar
+
+    config = CollectorConfig.from_env(host=host, http_port=http_port, grpc_port=grpc_port)
+    sidecar = Sidecar(config, roles=_roles(dashboard_port))
+
+    def ready() -> None:
+        c = sidecar.collector
+        click.echo(
+            f"revtrace up: OTLP/HTTP {c.http_endpoint}  OTLP/gRPC {config.host}:{c.grpc_port}", err=True
+        )
+        click.echo(f"store: {sidecar.store.config.describe()}", err=True)
+        for role in sidecar.roles:
+            where = getattr(role, "url", "")
+            click.echo(f"{role.name}: {where}", err=True)
+        click.echo("Ctrl-C stops (the spool is flushed first).", err=True)
+
+    sidecar.run_until_signal(on_ready=ready)
+
+
+def _roles(dashboard_port: int | None) -> list[Any]:
+    """The roles that run beside the collector in ``up``."""
+    return []
+
+
+@cli.command()
+@_collector_options
+def collector(host: str | None, http_port: int | None, grpc_port: int | None) -> None:
+    """Run the collector role alone (for a ClickHouse server deployment)."""
+    from collector.service import CollectorConfig
+    from revtrace.sidecar import Sidecar
+
+    config = CollectorConfig.from_env(host=host, http_port=http_port, grpc_port=grpc_port)
+    sidecar = Sidecar(config)
+
+    def ready() -> None:
+        c = sidecar.collector
+        click.echo(f"collector: OTLP/HTTP {c.http_endpoint}  OTLP/gRPC {config.host}:{c.grpc_port}", err=True)
+        click.echo(f"store: {sidecar.store.config.describe()}", err=True)
+
+    sidecar.run_until_signal(on_ready=ready)
+
+
+@cli.group()
+def db() -> None:
+    """The schema: migrations and status."""
+
+
+@db.command("migrate")
+@click.option("--ttl-days", type=int, default=None, help="Retention for new tables. [env REVTRACE_TTL_DAYS]")
+def db_migrate(ttl_days: int | None) -> None:
+    """Apply pending schema migrations (idempotent; a failed one can be re-run)."""
+    _emit("db.migrate", {"ttl_days": ttl_days})
+
+
+@db.command("status")
+def db_status() -> None:
+    """Show applied and pending migrations and table sizes (exit 1 if any is pending)."""
+    _emit("db.status", {})
+
+
+@cli.command("config")
+def config_cmd() -> None:
+    """List the environment variables revtrace reads, with their defaults."""
+    for s in settings.ENV.values():
+        click.echo(f"{s.name}={s.default!r}\n    {s.help}")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="revtrace")
+
+
+if __name__ == "__main__":
+    main()

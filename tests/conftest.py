@@ -1,0 +1,55 @@
+"""Fixtures every test package shares: the real embedded ClickHouse (chDB) and a
+running collector on loopback.
+
+chDB runs one engine per process, so the whole test session shares one data
+directory; each test gets its own database in it, migrated with the real schema.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from collector.migrations import RenderOptions, migrate
+from collector.service import Collector, CollectorConfig
+from collector.store import Store, open_store
+
+
+@pytest.fixture(scope="session")
+def chdb_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The session's embedded store directory."""
+    return tmp_path_factory.mktemp("chdb")
+
+
+@pytest.fixture
+def store(chdb_path: Path) -> Iterator[Store]:
+    """A fresh, migrated database in the session's embedded store."""
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    s = open_store(f"chdb://{chdb_path}", database=database)
+    migrate(s, RenderOptions(ttl_days=0))
+    yield s
+    try:
+        s.command(f"DROP DATABASE IF EXISTS `{database}`")
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def collector(store: Store, tmp_path: Path) -> Iterator[Collector]:
+    """A running collector (OTLP/HTTP and gRPC on free loopback ports) writing into ``store``."""
+    config = CollectorConfig(
+        host="127.0.0.1",
+        http_port=0,
+        grpc_port=0,
+        data_dir=tmp_path / "collector",
+        batch_rows=10_000,
+        batch_ms=100,
+        self_telemetry_s=0,
+    )
+    c = Collector(config, store=store)
+    c.start()
+    yield c
+    c.stop()
