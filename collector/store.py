@@ -15,6 +15,7 @@ Exceptions::
     StoreError
      ├── StoreConfigError      bad URL or settings (not retryable)
      ├── StoreLockedError      the embedded store is held by another process
+     ├── StoreDataError        the store refused the data itself (not retryable)
      └── StoreUnavailableError the server cannot be reached now (retryable)
 """
 
@@ -39,6 +40,7 @@ __all__ = [
     "Store",
     "StoreConfig",
     "StoreConfigError",
+    "StoreDataError",
     "StoreError",
     "StoreLockedError",
     "StoreUnavailableError",
@@ -71,6 +73,10 @@ class StoreUnavailableError(StoreError):
     """The store cannot be reached right now; try again later."""
 
     retryable = True
+
+
+class StoreDataError(StoreError):
+    """The store refused the data itself (a row it cannot parse); retrying will not help."""
 
 
 @dataclass(frozen=True)
@@ -419,22 +425,31 @@ def _ident(name: str) -> str:
     return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
 
 
+# ClickHouse error names that mean "this data is bad", not "the store is down".
+_DATA_ERRORS = (
+    "CANNOT_PARSE",
+    "INCORRECT_DATA",
+    "TYPE_MISMATCH",
+    "DECIMAL_OVERFLOW",
+    "INCORRECT_JSON",
+    "TOO_LARGE_STRING_SIZE",
+    "CANNOT_READ_ARRAY_FROM_TEXT",
+    "CANNOT_INSERT_NULL_IN_ORDINARY_COLUMN",
+    "ARGUMENT_OUT_OF_BOUND",
+    "VALUE_IS_OUT_OF_RANGE_OF_DATA_TYPE",
+)
+
+
 def _wrap(exc: Exception, what: str) -> StoreError:
+    """Classify a driver error: data errors are final, everything else may pass."""
     text = str(exc)
+    if any(name in text for name in _DATA_ERRORS):
+        return StoreDataError(f"{what}: {text}")
     lowered = text.lower()
-    unavailable = any(
-        marker in lowered
-        for marker in (
-            "connection refused",
-            "timed out",
-            "timeout",
-            "name or service",
-            "max retries",
-            "unreachable",
-        )
-    )
-    cls = StoreUnavailableError if unavailable else StoreError
-    return cls(f"{what}: {text}")
+    markers = ("connection refused", "timed out", "timeout", "name or service", "max retries", "unreachable")
+    if any(marker in lowered for marker in markers):
+        return StoreUnavailableError(f"{what}: {text}")
+    return StoreError(f"{what}: {text}")
 
 
 # One embedded Store per data directory per process: chDB cannot open a second

@@ -13,7 +13,7 @@ spooled.
 
 Store unavailable: the batch is retried with backoff; the spool keeps growing up
 to its limit, after which ingest answers 503 (backpressure, not memory growth).
-A record the store rejects outright (not an outage) is set aside in
+A record whose data the store refuses (a parse error, not an outage) is set aside in
 ``<spool>/rejected/`` with the reason, so one bad record cannot block the rest.
 """
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from collector.spool import Record, Spool
-from collector.store import Store, StoreError
+from collector.store import Store, StoreDataError, StoreError
 
 __all__ = ["Writer", "WriterStats"]
 
@@ -173,8 +173,11 @@ class Writer:
         try:
             for table in sorted(tables):
                 self._insert(table, b"\n".join(tables[table]), f"{start}-{end}:{table}")
-        except StoreError as exc:
-            if exc.retryable or len(records) == 0:
+        except StoreDataError as exc:
+            # Only a refusal of the data itself sets records aside; any other
+            # error (outage, missing table, permissions) is retried, because
+            # the data is fine and the store will be fixed.
+            if not records:
                 raise
             if len(records) == 1:
                 self._set_aside(records[0], str(exc))
