@@ -621,7 +621,7 @@ def _by_vendor_code(seen: _Seen) -> Classification | None:
         tables.append((vendor, _VENDOR_TABLES[vendor]))
     tables.append(("oauth", _OAUTH_CODES))
     for label, table in tables:
-        for candidate in (seen.secondary_code, code) if label == "stripe" else (code,):
+        for candidate in (code, seen.secondary_code) if label == "stripe" else (code,):
             if candidate is None:
                 continue
             found = table.get(candidate) or table.get(candidate.upper()) or table.get(candidate.lower())

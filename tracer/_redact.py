@@ -125,8 +125,11 @@ DETECTORS: Final = ("email", "iban", "card", "tax_id", "phone")
 _STRIP: Final = str.maketrans("", "", "_- ")
 
 
+_CUSTOM_FIELD: Final = re.compile(r"__[a-z]$", re.IGNORECASE)  # Salesforce's Field__c, Rel__r
+
+
 def _norm(name: str) -> str:
-    return name.lower().translate(_STRIP)
+    return _CUSTOM_FIELD.sub("", name).lower().translate(_STRIP)
 
 
 # --- detectors ------------------------------------------------------------------
