@@ -7,8 +7,8 @@ Three layers, applied to every payload recorded on a business span:
    ``hash`` (HMAC-SHA256 with a key from ``REVTRACE_REDACTION_HMAC_KEY``, for
    joining on a value without seeing it), ``drop`` or ``keep`` (verbatim);
 2. value detectors on every remaining string (and key, and long integer):
-   email addresses, IBANs (mod-97 checked), payment card numbers (Luhn
-   checked), tax ids (EU VAT, US SSN/EIN, BR CPF/CNPJ) and phone numbers;
+   email addresses, IBANs (mod-97 checked), payment card numbers (13-19
+   digits starting with 2-6, Luhn checked), tax ids (EU VAT, US SSN/EIN, BR CPF/CNPJ) and phone numbers;
 3. size caps: strings longer than ``max_string_length`` and bodies over
    ``max_body_bytes`` are cut and marked truncated; so is a structure deeper
    than ``max_depth`` or with more than ``max_nodes`` values.
@@ -158,7 +158,7 @@ _IBAN_START: Final = re.compile(r"(?=[A-Za-z]{2}[0-9]{2})")
 
 # A run of at least 13 digits, single spaces or dashes allowed between them.
 _DIGIT_RUN: Final = re.compile(r"\d(?:[ -]?\d){12,}")
-_MAX_CARD_RUN: Final = 64
+_CARD_STARTS: Final = frozenset("23456")
 
 _TAX_ID: Final = re.compile(
     r"(?<![A-Za-z0-9])(?:"
@@ -204,17 +204,21 @@ def iban_is_valid(iban: str) -> bool:
     return int(number) % 97 == 1
 
 
-def _looks_like_card(digits: str) -> bool:
-    """True if some 13-19 digit window starting with 2-6 (the card industries'
-    major identifiers) passes Luhn."""
-    if len(digits) > _MAX_CARD_RUN:
-        return True  # too long to reason about; a run of this size is never wanted in a snapshot
-    n = len(digits)
-    for i in range(n - 12):
-        if digits[i] not in "23456":
+def _looks_like_card(run: str) -> bool:
+    """True if the run, or a sequence of its space/dash separated groups, is
+    13-19 digits starting with 2-6 (the card industries' major identifiers)
+    and passes Luhn. Groups are the unit: digits glued to other digits make a
+    different number, but ``4242 4242 4242 4242 123`` still holds a card."""
+    groups = re.split(r"[ -]", run)
+    for i in range(len(groups)):
+        if groups[i][:1] not in _CARD_STARTS:
             continue
-        for length in range(13, min(19, n - i) + 1):
-            if luhn_is_valid(digits[i : i + length]):
+        digits = ""
+        for group in groups[i:]:
+            digits += group
+            if len(digits) > 19:
+                break
+            if len(digits) >= 13 and luhn_is_valid(digits):
                 return True
     return False
 
@@ -255,7 +259,7 @@ class RedactionPolicy:
 
     fields: Mapping[str, FieldAction | str] = field(default_factory=dict)
     """Per-field rules: a key name (any depth) or a dotted path glob (contains
-    ``.`` or ``*``; list indices are left out: ``lines.*.email``) → action.
+    ``.`` or ``*``; list indices are left out: ``lines.email``; ``*`` spans dots) → action.
     Paths win over names, these win over :data:`DEFAULT_SENSITIVE_FIELDS`."""
     default_fields: bool = True
     """Redact :data:`DEFAULT_SENSITIVE_FIELDS` too."""
@@ -401,8 +405,7 @@ class Redactor:
     def _detect_card(text: str, kinds: list[str]) -> str:
         def sub(match: re.Match[str]) -> str:
             run = match.group()
-            digits = "".join(ch for ch in run if ch.isdigit())
-            if _looks_like_card(digits):
+            if _looks_like_card(run):
                 kinds.append("card")
                 return "[REDACTED:card]"
             return run

@@ -328,9 +328,11 @@ def test_invalid_correlation_id_is_not_believed(captured: Captured) -> None:
 
 
 def test_ref_index_reassociates_by_object_reference(captured: Captured) -> None:
-    with tracer.correlation("corr-77", process="quote_to_cash"):
-        with tracer.business_span("billing.invoice.create", object_refs=["crm:order/801x"]) as span:
-            span.update(object_id="in_77")
+    with (
+        tracer.correlation("corr-77", process="quote_to_cash"),
+        tracer.business_span("billing.invoice.create", object_refs=["crm:order/801x"]) as span,
+    ):
+        span.update(object_id="in_77")
     # later, no baggage: a step on the same invoice finds the transaction again
     with tracer.business_span("billing.payment.succeed", object_refs=["billing:invoice/in_77"]) as later:
         pass
