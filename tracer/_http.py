@@ -36,6 +36,7 @@ from tracer.semconv import (
     BIZ_ERROR_RETRY_AFTER,
     BIZ_ERROR_RETRYABLE,
     BIZ_OUTCOME,
+    BIZ_STAGE,
 )
 
 __all__ = [
@@ -62,8 +63,11 @@ _SECRET_PARAMS: Final = (
     "credential",
     "session",
 )
+# A client span carries its business span's dimensions but not biz.stage or
+# biz.outcome: "has biz.stage" is how downstream tells business spans apart, and
+# one API call is not a business step.
 _INHERITED: Final = tuple(
-    k for k in ATTRIBUTE_KEYS if k not in (BIZ_OUTCOME, BIZ_ERROR_CATEGORY, BIZ_ERROR_CODE)
+    k for k in ATTRIBUTE_KEYS if k not in (BIZ_STAGE, BIZ_OUTCOME, BIZ_ERROR_CATEGORY, BIZ_ERROR_CODE)
 )
 
 
@@ -87,7 +91,7 @@ def sanitize_url(url: str) -> str:
                     value = state.redactor.redact_text(value)
                 pairs.append((name, value))
             query = urlencode(pairs, safe="[]:")
-        path = state.redactor.redact_text(parts.path)
+        path = "/".join(state.redactor.redact_text(segment) for segment in parts.path.split("/"))
         return urlunsplit((parts.scheme, netloc, path, query, ""))
     except Exception:
         return "[unparseable url]"
