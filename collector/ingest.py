@@ -45,6 +45,7 @@ __all__ = [
     "IngestResult",
     "IngestStats",
     "PayloadTooLarge",
+    "RecentSpans",
     "Signal",
     "Unauthorized",
     "UnsupportedMedia",
@@ -113,6 +114,7 @@ class IngestStats:
     accepted: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     rejected: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     refused: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    duplicates: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     started_at: float = field(default_factory=time.time)
 
     def as_dict(self) -> dict[str, dict[str, int]]:
@@ -122,6 +124,7 @@ class IngestStats:
             "accepted": dict(self.accepted),
             "rejected": dict(self.rejected),
             "refused": dict(self.refused),
+            "duplicates": dict(self.duplicates),
         }
 
 
@@ -147,6 +150,36 @@ def decompress(body: bytes, encoding: str | None, max_bytes: int) -> bytes:
     return out
 
 
+class RecentSpans:
+    """The span keys (trace id + span id) accepted recently, bounded.
+
+    An OTLP client retries a request it got no answer for; when the collector
+    had already spooled it (killed after the write, before the reply), the
+    retry would store every span twice. Spans whose key was accepted within
+    the last ``capacity`` spans are dropped as duplicates instead.
+    """
+
+    def __init__(self, capacity: int = 1_000_000) -> None:
+        from collections import OrderedDict
+
+        self.capacity = capacity
+        self._keys: OrderedDict[bytes, None] = OrderedDict()
+
+    def __contains__(self, key: bytes) -> bool:
+        return key in self._keys
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def add(self, keys: Iterable[bytes]) -> None:
+        """Remember ``keys``, forgetting the oldest beyond the capacity."""
+        store = self._keys
+        for key in keys:
+            store[key] = None
+        while len(store) > self.capacity:
+            store.popitem(last=False)
+
+
 class Ingest:
     """Authenticates, decodes, converts and spools OTLP requests."""
 
@@ -164,6 +197,26 @@ class Ingest:
         self.limits = limits or Limits()
         self.stats = IngestStats()
         self._lock = threading.Lock()
+        self.recent = RecentSpans()
+        self._remember_spooled()
+
+    def _remember_spooled(self) -> None:
+        """Rebuild the recent-span keys from what the spool still holds (after a restart)."""
+        import orjson
+
+        start = max(self.spool.committed - 64 * 1024 * 1024, self.spool.first_position)
+        keys: list[bytes] = []
+        try:
+            for record in self.spool.read_from(start, self.spool.end - start):
+                for table, _, rows in record.blocks:
+                    if table != "otel_traces":
+                        continue
+                    for line in rows.split(b"\n"):
+                        row = orjson.loads(line)
+                        keys.append(bytes.fromhex(row["TraceId"]) + bytes.fromhex(row["SpanId"]))
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("could not rebuild recent span keys from the spool: %s", exc)
+        self.recent.add(keys)
 
     @property
     def auth_required(self) -> bool:
@@ -213,14 +266,30 @@ class Ingest:
         return self.spool_batch(signal, batch)
 
     def spool_batch(self, signal: Signal, batch: RowBatch) -> IngestResult:
-        """Append the batch's rows to the spool; only then is it accepted."""
-        blocks = [(table, len(rows), b"\n".join(rows)) for table, rows in batch.rows.items() if rows]
-        if blocks:
-            try:
-                self.spool.append(blocks)
-            except SpoolFullError as exc:
-                self.stats.refused[signal] += 1
-                raise Backpressure(str(exc)) from None
+        """Append the batch's rows to the spool; only then is it accepted.
+
+        Spans accepted before (a client retrying a request whose reply it
+        never got) are dropped here, counted as ``duplicates``.
+        """
+        with self._lock:
+            keys = batch.span_keys
+            if keys and "otel_traces" in batch.rows:
+                recent = self.recent
+                rows = batch.rows["otel_traces"]
+                fresh = [i for i, key in enumerate(keys) if key not in recent]
+                if len(fresh) != len(keys):
+                    self.stats.duplicates[signal] += len(keys) - len(fresh)
+                    batch.rows["otel_traces"] = [rows[i] for i in fresh]
+                    keys = [keys[i] for i in fresh]
+            blocks = [(table, len(rows), b"\n".join(rows)) for table, rows in batch.rows.items() if rows]
+            if blocks:
+                try:
+                    self.spool.append(blocks)
+                except SpoolFullError as exc:
+                    self.stats.refused[signal] += 1
+                    raise Backpressure(str(exc)) from None
+            if keys:
+                self.recent.add(keys)
         self.stats.accepted[signal] += batch.accepted
         self.stats.rejected[signal] += batch.rejected
         if batch.rejected:

@@ -77,6 +77,9 @@ class RowBatch:
     accepted: int = 0
     rejected: int = 0
     errors: list[str] = field(default_factory=list)
+    span_keys: list[bytes] = field(default_factory=list)
+    """For traces: trace id + span id of each ``otel_traces`` row, in row order
+    (what the collector deduplicates client retries by)."""
 
     def add(self, table: str, row: Mapping[str, Any]) -> None:
         """Append one row (as a JSON line) for ``table``."""
@@ -349,6 +352,7 @@ def traces_to_rows(request: ExportTraceServiceRequest, limits: Limits | None = N
                 row["ScopeName"] = scope_name
                 row["ScopeVersion"] = scope_version
                 rows.append(dumps(row))
+                batch.span_keys.append(span.trace_id + span.span_id)
                 batch.accepted += 1
     return batch
 

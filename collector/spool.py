@@ -172,6 +172,12 @@ class Spool:
     # --- writing -------------------------------------------------------------------
 
     @property
+    def first_position(self) -> int:
+        """The oldest position still on disk."""
+        with self._lock:
+            return self._segments[0]
+
+    @property
     def backlog_bytes(self) -> int:
         """Bytes appended but not yet committed to the store."""
         return self.end - self.committed

@@ -27,7 +27,9 @@ from tests.collector.helpers import body_of, make_spans, wait_for_count
 DATA = Path(__file__).parent / "testdata"
 
 
-def test_sdk_http_and_grpc_exporters_land_in_store_and_business_views(collector: Collector, store: Store) -> None:
+def test_sdk_http_and_grpc_exporters_land_in_store_and_business_views(
+    collector: Collector, store: Store
+) -> None:
     http_spans = make_spans(50, "http")
     grpc_spans = make_spans(30, "grpc")
     http = HttpSpanExporter(endpoint=f"{collector.http_endpoint}/v1/traces")
@@ -48,7 +50,9 @@ def test_sdk_http_and_grpc_exporters_land_in_store_and_business_views(collector:
 
 def test_sdk_metric_exporters_over_http_and_grpc(collector: Collector, store: Store) -> None:
     reader = InMemoryMetricReader()
-    provider = MeterProvider(resource=Resource.create({"service.name": "test-engine"}), metric_readers=[reader])
+    provider = MeterProvider(
+        resource=Resource.create({"service.name": "test-engine"}), metric_readers=[reader]
+    )
     meter = provider.get_meter("tests")
     meter.create_counter("syncengine.retries").add(3, {"biz.system": "erp"})
     meter.create_histogram("syncengine.step.duration").record(12.5)
@@ -86,13 +90,17 @@ def test_otlp_json_with_hex_ids_and_gzip(collector: Collector, store: Store) -> 
     ]
 
 
-def test_partial_success_reports_rejected_spans_and_keeps_the_rest(collector: Collector, store: Store) -> None:
+def test_partial_success_reports_rejected_spans_and_keeps_the_rest(
+    collector: Collector, store: Store
+) -> None:
     document = json.loads((DATA / "in-traces.json").read_text())
     spans = document["resourceSpans"][0]["scopeSpans"][0]["spans"]
     bad = dict(spans[1], spanId="abcd")  # 2 bytes: not a span id
     spans.append(bad)
     response = httpx.post(
-        f"{collector.http_endpoint}/v1/traces", content=json.dumps(document), headers={"content-type": "application/json"}
+        f"{collector.http_endpoint}/v1/traces",
+        content=json.dumps(document),
+        headers={"content-type": "application/json"},
     )
     assert response.status_code == 200
     partial = response.json()["partialSuccess"]
@@ -122,7 +130,12 @@ def test_protobuf_partial_success_response(collector: Collector) -> None:
 
 def test_ingest_tokens_required_when_configured(store: Store, tmp_path: Path) -> None:
     config = CollectorConfig(
-        http_port=0, grpc_port=0, data_dir=tmp_path, ingest_tokens=("s3cret-token",), batch_ms=100, self_telemetry_s=0
+        http_port=0,
+        grpc_port=0,
+        data_dir=tmp_path,
+        ingest_tokens=("s3cret-token",),
+        batch_ms=100,
+        self_telemetry_s=0,
     )
     with Collector(config, store=store) as c:
         spans = make_spans(5)
@@ -136,14 +149,18 @@ def test_ingest_tokens_required_when_configured(store: Store, tmp_path: Path) ->
         assert status.message == "missing bearer token"
         wrong = httpx.post(url, content=body_of(spans), headers={**headers, "authorization": "Bearer nope"})
         assert wrong.status_code == 401
-        ok = httpx.post(url, content=body_of(spans), headers={**headers, "authorization": "Bearer s3cret-token"})
+        ok = httpx.post(
+            url, content=body_of(spans), headers={**headers, "authorization": "Bearer s3cret-token"}
+        )
         assert ok.status_code == 200
         # The SDK exporters carry the token as a header too (OTEL_EXPORTER_OTLP_HEADERS in production).
         grpc_bad = GrpcSpanExporter(endpoint=f"127.0.0.1:{c.grpc_port}", insecure=True, timeout=5)
         assert grpc_bad.export(spans) == SpanExportResult.FAILURE
         grpc_bad.shutdown()
         grpc_ok = GrpcSpanExporter(
-            endpoint=f"127.0.0.1:{c.grpc_port}", insecure=True, headers={"authorization": "Bearer s3cret-token"}
+            endpoint=f"127.0.0.1:{c.grpc_port}",
+            insecure=True,
+            headers={"authorization": "Bearer s3cret-token"},
         )
         assert grpc_ok.export(spans) == SpanExportResult.SUCCESS
         grpc_ok.shutdown()
@@ -156,7 +173,11 @@ def test_health_readiness_and_prometheus_metrics(collector: Collector) -> None:
     assert httpx.get(f"{base}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{base}/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
-    httpx.post(f"{base}/v1/traces", content=body_of(make_spans(4)), headers={"content-type": "application/x-protobuf"})
+    httpx.post(
+        f"{base}/v1/traces",
+        content=body_of(make_spans(4)),
+        headers={"content-type": "application/x-protobuf"},
+    )
     text = httpx.get(f"{base}/metrics").text
     assert 'revtrace_ingest_accepted_total{signal="traces"} 4' in text
     status = httpx.get(f"{base}/api/v1/status").json()
@@ -184,5 +205,7 @@ def test_self_telemetry_lands_in_the_metrics_tables(collector: Collector, store:
 
 @pytest.mark.parametrize("path", ["/v1/traces", "/v1/metrics"])
 def test_empty_request_is_a_valid_export(collector: Collector, path: str) -> None:
-    response = httpx.post(f"{collector.http_endpoint}{path}", content=b"", headers={"content-type": "application/x-protobuf"})
+    response = httpx.post(
+        f"{collector.http_endpoint}{path}", content=b"", headers={"content-type": "application/x-protobuf"}
+    )
     assert response.status_code == 200
