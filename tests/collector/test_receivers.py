@@ -165,7 +165,6 @@ def test_ingest_tokens_required_when_configured(store: Store, tmp_path: Path) ->
         assert grpc_ok.export(make_spans(5, "grpc")) == SpanExportResult.SUCCESS
         grpc_ok.shutdown()
         assert c.writer is not None and c.writer.flush(20)
-    # The same spans twice (HTTP, then a gRPC retry of them) are stored once.
     assert store.query("SELECT count() FROM otel_traces").scalar() == 10
     assert c.ingest is not None and c.ingest.stats.duplicates["traces"] == 0
 
