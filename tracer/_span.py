@@ -19,7 +19,7 @@ from opentelemetry.trace import INVALID_SPAN, Link, Span, SpanContext, SpanKind,
 from opentelemetry.util.types import AttributeValue
 
 from tracer._classify import Classification, classify
-from tracer._correlation import current_correlation_id, current_process, new_correlation_id, valid_id
+from tracer._correlation import new_correlation_id, valid_id
 from tracer._log import RateLimitedLog, logger
 from tracer._propagation import RemoteContext
 from tracer._refindex import default_ref_index
@@ -93,6 +93,24 @@ def _parse_stage(name: str) -> tuple[str, str, str] | None:
         if len(_stage_cache) < 4096:  # stage names are a small vocabulary; never grow without bound
             _stage_cache[name] = parsed
         return parsed
+
+
+_trusted_ids: dict[str, None] = {}
+
+
+def _trusted(value: object) -> str | None:
+    """``valid_id`` with a memory: a transaction's id is checked once, not on
+    every span (the regex is a measurable part of a span's cost)."""
+    if value is None:
+        return None
+    if value in _trusted_ids:
+        return value
+    checked = valid_id(value)
+    if checked is not None:
+        if len(_trusted_ids) >= 4096:
+            _trusted_ids.clear()
+        _trusted_ids[checked] = None
+    return checked
 
 
 def _invalid(field: str, value: object) -> None:
@@ -179,6 +197,8 @@ def _refs(value: object) -> tuple[str, ...]:
         return ()
     if isinstance(value, str):
         return (value,)
+    if type(value) is tuple and all(type(ref) is str and ref for ref in value):
+        return value
     try:
         return tuple(ref for ref in cast(Iterable[object], value) if isinstance(ref, str) and ref)
     except TypeError:
@@ -204,8 +224,21 @@ def _enum_value(value: object) -> str | None:
 
 
 class BusinessSpan:
-    """One step of a business transaction. Use :func:`business_span` (a
-    context manager) or :func:`stage` (a decorator) to make one.
+    """One step of a business transaction, as a context manager (sync or
+    async); made by :func:`business_span` (the same thing) or :func:`stage`
+    (a decorator)::
+
+        with business_span("billing.invoice.create", process="quote_to_cash", vendor="stripe",
+                           object_refs=[crm_ref], amount=Decimal("120.00"), currency="EUR") as span:
+            invoice = stripe_client.create_invoice(...)
+            span.update(object_id=invoice.id)
+
+    ``system`` and ``object_type`` default from the stage name. The correlation
+    id is, in order: ``correlation_id``, the current baggage's, a linked
+    upstream context's, the ref index's for this object, or a new one; it is put
+    into the baggage for everything inside the block. On an exception the span
+    records outcome ``failed``, status ERROR, ``error.type`` and the
+    classified category, and the exception propagates untouched.
 
     Everything here is safe to call in any state (before ``configure()``, after
     the span ended, with odd values): the tracer logs and carries on, it never
@@ -349,8 +382,10 @@ class BusinessSpan:
             if self.object_type is None:
                 self.object_type = parsed[1]
         ctx = context.get_current()
-        baggage_cid = current_correlation_id(ctx)
-        baggage_process = current_process(ctx)
+        members = baggage.get_all(ctx)
+        baggage_cid = _trusted(members.get(BAGGAGE_CORRELATION_ID))
+        baggage_process = _trusted(members.get(BAGGAGE_PROCESS))
+        inherited_process = baggage_process
 
         links: list[Link] = []
         link_cid: tuple[str, CorrelationSource, str | None] | None = None
@@ -403,6 +438,9 @@ class BusinessSpan:
             BIZ_STAGE: self.stage,
             BIZ_CORRELATION_ID: cid,
             BIZ_CORRELATION_SOURCE: source.value,
+            # provisional: a span is exported only once ended, and _finish
+            # overwrites this whenever the outcome is anything but ok
+            BIZ_OUTCOME: Outcome.OK.value,
         }
         if self.process is not None:
             attrs[BIZ_PROCESS] = self.process
@@ -430,7 +468,7 @@ class BusinessSpan:
         new_ctx = trace.set_span_in_context(span, ctx)
         if cid != baggage_cid:
             new_ctx = _set_baggage(new_ctx, BAGGAGE_CORRELATION_ID, cid)
-        if self.process is not None and self.process != current_process(ctx):
+        if self.process is not None and self.process != inherited_process:
             new_ctx = _set_baggage(new_ctx, BAGGAGE_PROCESS, self.process)
         new_ctx = context.set_value(_BUSINESS_SPAN_KEY, self, new_ctx)
         self._token = context.attach(new_ctx)
@@ -484,7 +522,8 @@ class BusinessSpan:
         if outcome is None or (outcome is Outcome.OK and self._failure_recorded):
             outcome = Outcome.FAILED if self._failure_recorded else Outcome.OK
         if span.is_recording():
-            span.set_attribute(BIZ_OUTCOME, outcome.value)
+            if outcome is not Outcome.OK:  # "ok" was set at start: most spans end ok, one call saved
+                span.set_attribute(BIZ_OUTCOME, outcome.value)
             if self._failure_recorded or outcome in _FAILURE_OUTCOMES:
                 description = None
                 if exc is not None:
@@ -739,65 +778,10 @@ def _qualified_name(exc: BaseException) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
-def business_span(
-    stage: str,
-    *,
-    process: str | None = None,
-    system: str | None = None,
-    vendor: str | None = None,
-    object_type: str | None = None,
-    object_id: str | None = None,
-    object_refs: Iterable[str] = (),
-    amount: Decimal | float | int | str | None = None,
-    currency: str | None = None,
-    legal_entity: str | None = None,
-    region: str | None = None,
-    idempotency_key: str | None = None,
-    attempt: int | None = None,
-    event_id: str | None = None,
-    event_sequence: int | None = None,
-    event_occurred_at: dt.datetime | str | float | None = None,
-    correlation_id: str | None = None,
-    links: Iterable[RemoteContext | Link | SpanContext | None] = (),
-    kind: SpanKind = SpanKind.INTERNAL,
-    attributes: Mapping[str, AttributeValue] | None = None,
-) -> BusinessSpan:
-    """One step of a business transaction, as a context manager (sync or async)::
-
-        with business_span("billing.invoice.create", process="quote_to_cash", vendor="stripe",
-                           object_refs=[crm_ref], amount=Decimal("120.00"), currency="EUR") as span:
-            invoice = stripe_client.create_invoice(...)
-            span.update(object_id=invoice.id)
-
-    ``system`` and ``object_type`` default from the stage name. The correlation
-    id is, in order: ``correlation_id``, the current baggage's, a linked
-    upstream context's, the ref index's for this object, or a new one; it is put
-    into the baggage for everything inside the block. On an exception the span
-    records outcome ``failed``, status ERROR, ``error.type`` and the
-    classified category, and the exception propagates untouched.
-    """
-    return BusinessSpan(
-        stage,
-        process=process,
-        system=system,
-        vendor=vendor,
-        object_type=object_type,
-        object_id=object_id,
-        object_refs=object_refs,
-        amount=amount,
-        currency=currency,
-        legal_entity=legal_entity,
-        region=region,
-        idempotency_key=idempotency_key,
-        attempt=attempt,
-        event_id=event_id,
-        event_sequence=event_sequence,
-        event_occurred_at=event_occurred_at,
-        correlation_id=correlation_id,
-        links=links,
-        kind=kind,
-        attributes=attributes,
-    )
+business_span: Final = BusinessSpan
+"""One step of a business transaction, as a context manager (sync or async):
+``business_span(stage, **business_arguments)`` is :class:`BusinessSpan`
+(an alias, so the hot path is one call). See :class:`BusinessSpan`."""
 
 
 def current_business_span(ctx: Context | None = None) -> BusinessSpan | None:
