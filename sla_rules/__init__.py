@@ -1,0 +1,1 @@
+"""SLA rules as code, the evaluator that categorizes, alerts that reach on-call."""
