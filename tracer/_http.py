@@ -231,7 +231,8 @@ def wants_body(status_code: int, headers: Mapping[str, str]) -> bool:
 
 def instrument_httpx(client: Any) -> Any:
     """Wrap an ``httpx.Client`` or ``httpx.AsyncClient``'s transport so every
-    request is a client span (see module doc). Returns the client."""
+    request is a client span (see module doc). Returns the client. Call it
+    once at set-up; it raises ``TypeError`` for anything but an httpx client."""
     from tracer import _httpx
 
     return _httpx.instrument(client)
@@ -242,7 +243,8 @@ def instrument_httpx(client: Any) -> Any:
 
 def instrument_requests(session: Any) -> Any:
     """Mount a tracing adapter on a ``requests.Session`` for http and https so
-    every request is a client span (see module doc). Returns the session."""
+    every request is a client span (see module doc). Returns the session.
+    Call it once at set-up; it raises ``TypeError`` for anything but a Session."""
     from tracer import _requests
 
     return _requests.instrument(session)

@@ -26,9 +26,5 @@ class State:
         self.rules: tuple[ClassificationRule, ...] = ()
         self.configured = False
 
-    def reset(self) -> None:
-        """Back to the unconfigured state."""
-        self.__init__()  # type: ignore[misc]
-
 
 state = State()
