@@ -56,6 +56,7 @@ def _start_collector(data_dir: Path, port: int) -> subprocess.Popen[bytes]:
         "REVTRACE_DATA_DIR": str(data_dir),
         "REVTRACE_CLICKHOUSE_URL": f"chdb://{data_dir}/store",
         "REVTRACE_TTL_DAYS": "0",
+        "REVTRACE_INGEST_WORKERS": os.environ.get("REVTRACE_INGEST_WORKERS", "0"),
     }
     log = open(data_dir / "collector.log", "ab")  # noqa: SIM115 - closed when the process ends
     process = subprocess.Popen(

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import multiprocessing
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 from typing import Any
 
 import orjson
@@ -33,12 +34,13 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from collector.ingest import (
     Backpressure,
     BadRequest,
+    Converted,
     Ingest,
     IngestError,
     IngestResult,
     PayloadTooLarge,
     Signal,
-    decompress,
+    convert_request,
 )
 
 __all__ = ["HealthSource", "OTLPHttpApp", "Route"]
@@ -69,6 +71,7 @@ class OTLPHttpApp:
         metrics_text: Callable[[], str] | None = None,
         max_inflight_bytes: int = 256 * 1024 * 1024,
         workers: int = 4,
+        process_workers: int = 0,
     ) -> None:
         self.ingest = ingest
         self.health = health or (lambda: {})
@@ -78,6 +81,13 @@ class OTLPHttpApp:
         self._inflight = 0
         self._inflight_lock = threading.Lock()
         self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="revtrace-ingest")
+        # Decoding and converting OTLP is pure Python work: with process workers
+        # it runs beside the event loop and the writer instead of sharing one GIL.
+        self._processes: ProcessPoolExecutor | None = None
+        if process_workers > 0:
+            self._processes = ProcessPoolExecutor(
+                max_workers=process_workers, mp_context=multiprocessing.get_context("spawn")
+            )
         self.routes: dict[tuple[str, str], Route] = {}
 
     def mount(self, method: str, path: str, handler: Route) -> None:
@@ -85,8 +95,10 @@ class OTLPHttpApp:
         self.routes[(method.upper(), path)] = handler
 
     def close(self) -> None:
-        """Stop the conversion threads."""
+        """Stop the conversion threads and processes."""
         self._executor.shutdown(wait=True, cancel_futures=False)
+        if self._processes is not None:
+            self._processes.shutdown(wait=True, cancel_futures=False)
 
     # --- ASGI ---------------------------------------------------------------------
 
@@ -189,18 +201,27 @@ class OTLPHttpApp:
                 reserved += extra
             content_type = headers.get("content-type")
             encoding = headers.get("content-encoding")
-            result: IngestResult = await asyncio.get_running_loop().run_in_executor(
-                self._executor, self._process, signal, raw, encoding, content_type
+            loop = asyncio.get_running_loop()
+            try:
+                converted: Converted = await loop.run_in_executor(
+                    self._processes or self._executor,
+                    convert_request,
+                    signal,
+                    raw,
+                    encoding,
+                    content_type,
+                    ingest.max_body_bytes,
+                    ingest.limits,
+                )
+            except IngestError:
+                ingest.refused(signal)
+                raise
+            result: IngestResult = await loop.run_in_executor(
+                self._executor, ingest.spool_converted, signal, converted
             )
         finally:
             self._release(reserved)
         await _respond(send, 200, {}, _success_body(signal, result, content_type), _reply_type(content_type))
-
-    def _process(
-        self, signal: Signal, raw: bytes, encoding: str | None, content_type: str | None
-    ) -> IngestResult:
-        body = decompress(raw, encoding, self.ingest.max_body_bytes)
-        return self.ingest.handle(signal, body, content_type)
 
     async def _error(self, send: Send, exc: IngestError, content_type: str | None) -> None:
         extra: dict[str, str] = {}

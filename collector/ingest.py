@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from collector.otlp import (
+    TRACES_TABLE,
     Limits,
     OTLPDecodeError,
     RowBatch,
@@ -40,6 +41,7 @@ from collector.spool import Spool, SpoolFullError
 __all__ = [
     "Backpressure",
     "BadRequest",
+    "Converted",
     "Ingest",
     "IngestError",
     "IngestResult",
@@ -49,6 +51,7 @@ __all__ = [
     "Signal",
     "Unauthorized",
     "UnsupportedMedia",
+    "convert_request",
     "decompress",
 ]
 
@@ -242,46 +245,48 @@ class Ingest:
             )
 
     def handle(self, signal: Signal, body: bytes, content_type: str | None) -> IngestResult:
-        """Decode ``body`` (already decompressed), convert and spool it."""
-        self.stats.requests[signal] += 1
+        """Decode ``body`` (already decompressed), convert and spool it, in this thread."""
         try:
-            if signal == "traces":
-                batch = traces_to_rows(decode_traces(body, content_type), self.limits)
-            else:
-                batch = metrics_to_rows(decode_metrics(body, content_type), self.limits)
-        except OTLPDecodeError as exc:
+            converted = convert_request(signal, body, None, content_type, self.max_body_bytes, self.limits)
+        except IngestError:
+            self.stats.requests[signal] += 1
             self.stats.refused[signal] += 1
-            if str(exc).startswith("unsupported content type"):
-                raise UnsupportedMedia(str(exc)) from None
-            raise BadRequest(str(exc)) from None
-        return self.spool_batch(signal, batch)
+            raise
+        return self.spool_converted(signal, converted)
 
     def handle_message(self, signal: Signal, message: object) -> IngestResult:
         """Convert and spool an already-decoded message (the gRPC path)."""
-        self.stats.requests[signal] += 1
         if signal == "traces":
             batch = traces_to_rows(message, self.limits)  # type: ignore[arg-type]
         else:
             batch = metrics_to_rows(message, self.limits)  # type: ignore[arg-type]
-        return self.spool_batch(signal, batch)
+        return self.spool_converted(signal, Converted.of(batch))
 
-    def spool_batch(self, signal: Signal, batch: RowBatch) -> IngestResult:
-        """Append the batch's rows to the spool; only then is it accepted.
+    def refused(self, signal: Signal) -> None:
+        """Count a request refused before conversion finished (bad body)."""
+        self.stats.requests[signal] += 1
+        self.stats.refused[signal] += 1
+
+    def spool_converted(self, signal: Signal, converted: Converted) -> IngestResult:
+        """Append the converted rows to the spool; only then are they accepted.
 
         Spans accepted before (a client retrying a request whose reply it
         never got) are dropped here, counted as ``duplicates``.
         """
+        self.stats.requests[signal] += 1
+        blocks = converted.blocks
         with self._lock:
-            keys = batch.span_keys
-            if keys and "otel_traces" in batch.rows:
+            keys = converted.span_keys
+            if keys:
                 recent = self.recent
-                rows = batch.rows["otel_traces"]
                 fresh = [i for i, key in enumerate(keys) if key not in recent]
                 if len(fresh) != len(keys):
                     self.stats.duplicates[signal] += len(keys) - len(fresh)
-                    batch.rows["otel_traces"] = [rows[i] for i in fresh]
                     keys = [keys[i] for i in fresh]
-            blocks = [(table, len(rows), b"\n".join(rows)) for table, rows in batch.rows.items() if rows]
+                    blocks = [
+                        _keep_rows(block, fresh) if block[0] == TRACES_TABLE else block for block in blocks
+                    ]
+                    blocks = [block for block in blocks if block[1]]
             if blocks:
                 try:
                     self.spool.append(blocks)
@@ -290,8 +295,55 @@ class Ingest:
                     raise Backpressure(str(exc)) from None
             if keys:
                 self.recent.add(keys)
-        self.stats.accepted[signal] += batch.accepted
-        self.stats.rejected[signal] += batch.rejected
-        if batch.rejected:
-            log.info("%s: %d accepted, %s", signal, batch.accepted, batch.message)
-        return IngestResult(batch.accepted, batch.rejected, batch.message)
+        self.stats.accepted[signal] += converted.accepted
+        self.stats.rejected[signal] += converted.rejected
+        if converted.rejected:
+            log.info("%s: %d accepted, %s", signal, converted.accepted, converted.message)
+        return IngestResult(converted.accepted, converted.rejected, converted.message)
+
+
+def _keep_rows(block: tuple[str, int, bytes], keep: list[int]) -> tuple[str, int, bytes]:
+    rows = block[2].split(b"\n")  # JSON lines never hold a raw newline
+    kept = [rows[i] for i in keep]
+    return block[0], len(kept), b"\n".join(kept)
+
+
+@dataclass(frozen=True)
+class Converted:
+    """A converted request, compact enough to cross a process boundary cheaply:
+    one JSONEachRow payload per table and the span keys of the trace rows."""
+
+    accepted: int
+    rejected: int
+    message: str
+    blocks: list[tuple[str, int, bytes]]
+    span_keys: list[bytes]
+
+    @classmethod
+    def of(cls, batch: RowBatch) -> Converted:
+        """Pack a :class:`RowBatch`."""
+        blocks = [(table, len(rows), b"\n".join(rows)) for table, rows in batch.rows.items() if rows]
+        return cls(batch.accepted, batch.rejected, batch.message, blocks, batch.span_keys)
+
+
+def convert_request(
+    signal: Signal,
+    raw: bytes,
+    encoding: str | None,
+    content_type: str | None,
+    max_body_bytes: int,
+    limits: Limits,
+) -> Converted:
+    """Decompress, decode and convert one request body. Pure: runs in a worker
+    process when the collector has ingest workers."""
+    body = decompress(raw, encoding, max_body_bytes)
+    try:
+        if signal == "traces":
+            batch = traces_to_rows(decode_traces(body, content_type), limits)
+        else:
+            batch = metrics_to_rows(decode_metrics(body, content_type), limits)
+    except OTLPDecodeError as exc:
+        if str(exc).startswith("unsupported content type"):
+            raise UnsupportedMedia(str(exc)) from None
+        raise BadRequest(str(exc)) from None
+    return Converted.of(batch)

@@ -55,6 +55,7 @@ class CollectorConfig:
     spool_fsync: bool = False
     ttl_days: int = 30
     self_telemetry_s: float = 15.0
+    ingest_workers: int = 0
     limits: Limits = field(default_factory=Limits)
 
     @classmethod
@@ -74,6 +75,7 @@ class CollectorConfig:
             "spool_max_bytes": settings.env_int("REVTRACE_SPOOL_MAX_BYTES"),
             "spool_fsync": settings.env_bool("REVTRACE_SPOOL_FSYNC"),
             "ttl_days": settings.env_int("REVTRACE_TTL_DAYS"),
+            "ingest_workers": settings.env_int("REVTRACE_INGEST_WORKERS"),
         }
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
@@ -122,7 +124,11 @@ class Collector:
         if not self.ingest.auth_required and cfg.host not in ("127.0.0.1", "localhost", "::1"):
             log.warning("ingest on %s has no token (set REVTRACE_INGEST_TOKENS)", cfg.host)
         self.app = OTLPHttpApp(
-            self.ingest, health=self.status, ready=self.readiness, metrics_text=self.prometheus_text
+            self.ingest,
+            health=self.status,
+            ready=self.readiness,
+            metrics_text=self.prometheus_text,
+            process_workers=cfg.ingest_workers,
         )
         self._start_http()
         if cfg.grpc_port >= 0:  # 0 picks a free port; negative disables gRPC

@@ -60,6 +60,12 @@ ENV: Final[dict[str, Setting]] = {
         Setting(
             "REVTRACE_MAX_BODY_BYTES", str(64 * 1024 * 1024), "Largest request body after decompression."
         ),
+        Setting(
+            "REVTRACE_INGEST_WORKERS",
+            "0",
+            "Processes that decode and convert OTLP/HTTP requests (0: threads of the collector process). "
+            "Set to the number of spare cores for high ingest rates.",
+        ),
         Setting("REVTRACE_BATCH_ROWS", "50000", "The writer inserts when this many rows are waiting…"),
         Setting("REVTRACE_BATCH_MS", "1000", "…or when the oldest waiting row is this old."),
         Setting(

@@ -210,3 +210,21 @@ def test_empty_request_is_a_valid_export(collector: Collector, path: str) -> Non
         f"{collector.http_endpoint}{path}", content=b"", headers={"content-type": "application/x-protobuf"}
     )
     assert response.status_code == 200
+
+
+def test_conversion_in_worker_processes(store: Store, tmp_path: Path) -> None:
+    config = CollectorConfig(
+        http_port=0, grpc_port=-1, data_dir=tmp_path, batch_ms=100, self_telemetry_s=0, ingest_workers=1
+    )
+    with Collector(config, store=store) as c:
+        url = f"{c.http_endpoint}/v1/traces"
+        headers = {"content-type": "application/x-protobuf"}
+        assert (
+            httpx.post(url, content=body_of(make_spans(12, "proc")), headers=headers, timeout=30).status_code
+            == 200
+        )
+        bad = httpx.post(url, content=b"\x0a\xff\xff", headers=headers, timeout=30)
+        assert bad.status_code == 400 and b"malformed protobuf" in bad.content
+        assert c.writer is not None and c.writer.flush(20)
+        assert c.ingest is not None and c.ingest.stats.refused["traces"] == 1
+    assert store.query("SELECT count() FROM revtrace_spans WHERE CorrelationId LIKE 'proc-%'").scalar() == 12
