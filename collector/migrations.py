@@ -35,9 +35,11 @@ __all__ = [
     "MigrationError",
     "RenderOptions",
     "applied_versions",
+    "apply_retention",
     "load_migrations",
     "migrate",
     "render",
+    "ttl_expressions",
 ]
 
 log = logging.getLogger(__name__)
@@ -191,3 +193,54 @@ def migrate(store: Store, options: RenderOptions | None = None) -> list[str]:
         log.info("applied migration %s_%s in %d ms", migration.version, migration.name, elapsed_ms)
         applied.append(migration.version)
     return applied
+
+
+_CREATE_TABLE = re.compile(r"CREATE TABLE IF NOT EXISTS\s+(?P<table>\w+)")
+_TTL_PLACEHOLDER = re.compile(r"\$\{TTL:(?P<expr>[^}]*)\}")
+
+
+def ttl_expressions() -> dict[str, str]:
+    """table → the time expression its retention is computed from, per the schema files."""
+    found: dict[str, str] = {}
+    for entry in resources.files("collector.schema").iterdir():
+        if not _FILE_NAME.match(entry.name):
+            continue
+        for statement in _split(entry.read_text(encoding="utf-8")):
+            table = _CREATE_TABLE.search(statement)
+            ttl = _TTL_PLACEHOLDER.search(statement)
+            if table and ttl:
+                found[table["table"]] = ttl["expr"]
+    return found
+
+
+def apply_retention(store: Store, ttl_days: int) -> list[str]:
+    """Make every table's TTL match ``ttl_days`` (0: keep forever); return the tables changed.
+
+    Migrations set the TTL a table is created with; this keeps it in step when
+    ``REVTRACE_TTL_DAYS`` changes later. Existing parts are not rewritten
+    (``materialize_ttl_after_modify = 0``): old data expires as its parts are
+    merged or dropped whole (``ttl_only_drop_parts``).
+    """
+    current = {
+        str(name): str(query)
+        for name, query in store.query(
+            "SELECT name, create_table_query FROM system.tables WHERE database = currentDatabase()"
+        )
+    }
+    changed: list[str] = []
+    for table, expr in sorted(ttl_expressions().items()):
+        query = current.get(table)
+        if query is None:
+            continue
+        wanted = f"toIntervalDay({ttl_days})"
+        has_ttl = " TTL " in query
+        if ttl_days > 0 and not (has_ttl and wanted in query):
+            store.command(
+                f"ALTER TABLE {table} MODIFY TTL {expr} + toIntervalDay({int(ttl_days)})",
+                settings={"materialize_ttl_after_modify": 0},
+            )
+            changed.append(table)
+        elif ttl_days <= 0 and has_ttl:
+            store.command(f"ALTER TABLE {table} REMOVE TTL")
+            changed.append(table)
+    return changed

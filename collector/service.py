@@ -24,7 +24,7 @@ from collector import settings
 from collector.grpc_server import GrpcReceiver
 from collector.http import OTLPHttpApp
 from collector.ingest import Ingest
-from collector.migrations import RenderOptions, migrate
+from collector.migrations import RenderOptions, apply_retention, migrate
 from collector.otlp import Limits
 from collector.spool import Spool
 from collector.store import Store, open_store
@@ -109,6 +109,13 @@ class Collector:
         applied = migrate(self.store, RenderOptions(ttl_days=cfg.ttl_days))
         if applied:
             log.info("schema migrations applied: %s", ", ".join(applied))
+        retention = apply_retention(self.store, cfg.ttl_days)
+        if retention:
+            log.info(
+                "retention set to %s on %s",
+                f"{cfg.ttl_days} days" if cfg.ttl_days else "forever",
+                ", ".join(retention),
+            )
         self.spool = Spool(
             cfg.data_dir / "spool" / _safe(self.store.database),
             max_backlog_bytes=cfg.spool_max_bytes,
