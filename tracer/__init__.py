@@ -19,6 +19,9 @@ constructors, which raise :class:`ConfigurationError`::
     TracerError
     └── ConfigurationError (also a ValueError)
 
+Importing the tracer loads only the OpenTelemetry API; the SDK and the
+exporters are loaded by :func:`configure`.
+
 The vocabulary lives in :mod:`tracer.semconv`; vendor payload mappers in
 :mod:`tracer.vendors`.
 """
@@ -36,7 +39,6 @@ from tracer._correlation import (
 )
 from tracer._errors import ConfigurationError, TracerError
 from tracer._http import instrument_httpx, instrument_requests, sanitize_url
-from tracer._processor import ExportStats, export_stats
 from tracer._propagation import (
     RemoteContext,
     extract_http_context,
@@ -49,6 +51,7 @@ from tracer._propagation import (
 from tracer._redact import FieldAction, RedactedPayload, RedactionPolicy, Redactor
 from tracer._refindex import RefIndex, RefMatch, default_ref_index
 from tracer._span import BusinessSpan, business_span, current_business_span, stage
+from tracer._stats import ExportStats, export_stats
 
 __all__ = [
     "BusinessSpan",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 from opentelemetry import trace
 from opentelemetry.metrics import CallbackOptions, Observation
@@ -28,22 +28,16 @@ from opentelemetry.sdk.environment_variables import (
     OTEL_EXPORTER_OTLP_TRACES_PROTOCOL,
     OTEL_SDK_DISABLED,
 )
-from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
-from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SpanExporter
-from opentelemetry.sdk.trace.sampling import Sampler
 from opentelemetry.util.re import parse_env_headers
 from opentelemetry.util.types import AttributeValue
 
 from tracer._classify import ClassificationRule
 from tracer._errors import ConfigurationError
 from tracer._log import logger
-from tracer._processor import AccountingBatchSpanProcessor, export_stats, span_stats
 from tracer._redact import RedactionPolicy, Redactor
 from tracer._refindex import default_ref_index
 from tracer._state import INSTRUMENTATION_NAME, state
+from tracer._stats import export_stats, span_stats
 from tracer.environment_variables import REVTRACE_REF_INDEX_SIZE
 from tracer.semconv import (
     METRIC_QUEUE_CAPACITY,
@@ -52,6 +46,16 @@ from tracer.semconv import (
     METRIC_SPANS_EXPORTED,
     DropReason,
 )
+
+if TYPE_CHECKING:  # the SDK is loaded by configure(), not by importing the tracer
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import MetricReader
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SpanExporter
+    from opentelemetry.sdk.trace.sampling import Sampler
+
+    from tracer._processor import AccountingBatchSpanProcessor
 
 __all__ = [
     "ExporterSettings",
@@ -243,6 +247,8 @@ def _otlp_span_exporter(settings: ExporterSettings) -> SpanExporter:
 
 
 def _otlp_metric_reader(settings: ExporterSettings) -> MetricReader:
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+
     if settings.protocol == PROTOCOL_GRPC:
         from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcMetrics
 
@@ -271,6 +277,8 @@ def _observe_queue(options: CallbackOptions) -> Iterable[Observation]:
 
 
 def _meter_provider(resource: Resource, readers: Sequence[MetricReader], capacity: int) -> MeterProvider:
+    from opentelemetry.sdk.metrics import MeterProvider
+
     provider = MeterProvider(resource=resource, metric_readers=list(readers))
     meter = provider.get_meter(INSTRUMENTATION_NAME)
     meter.create_observable_counter(
@@ -402,6 +410,11 @@ def configure(
             state.configured = False
             return
 
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+
+        from tracer._processor import AccountingBatchSpanProcessor
+
         resource = Resource.create({**(resource_attributes or {}), SERVICE_NAME: service_name})
         exporter = span_exporter if span_exporter is not None else _otlp_span_exporter(settings)
         processor = AccountingBatchSpanProcessor(
@@ -484,4 +497,5 @@ def dropped_spans() -> int:
     """How many spans the tracer lost since the process started (queue full,
     export failed, ended after shutdown). Should stay 0; see
     :func:`tracer.export_stats` for the breakdown."""
-    return export_stats().dropped
+    dropped: int = export_stats().dropped
+    return dropped

@@ -6,7 +6,7 @@ processor has the same settings (``OTEL_BSP_*``) and the same shape (a bounded
 queue drained by one worker thread in batches) and counts every span's fate:
 exported, dropped because the queue was full, dropped because the export
 failed, dropped because it ended after shutdown. The counts are process-wide
-(:func:`export_stats`), exposed as metrics by :mod:`tracer._config` and
+(:func:`tracer.export_stats`), exposed as metrics by :mod:`tracer._config` and
 reported by a rate-limited warning.
 """
 
@@ -16,80 +16,22 @@ import logging
 import os
 import threading
 import time
-import weakref
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from tracer._log import RateLimitedLog
+from tracer._stats import register_queue, span_stats, unregister_queue
 from tracer.semconv import DropReason
 
-__all__ = ["AccountingBatchSpanProcessor", "ExportStats", "export_stats", "span_stats"]
+__all__ = ["AccountingBatchSpanProcessor"]
 
 
-@dataclass(frozen=True)
-class ExportStats:
-    """What happened to the spans the tracer's batch processors received,
-    counted since the process started (across every :func:`tracer.configure`)."""
-
-    exported: int
-    """Spans the exporter reported as delivered."""
-    dropped_queue_full: int
-    """Spans refused because the queue was full (raise ``OTEL_BSP_MAX_QUEUE_SIZE``)."""
-    dropped_export_failed: int
-    """Spans in batches the exporter gave up on or raised for."""
-    dropped_shutdown: int
-    """Spans that ended after shutdown."""
-    queued: int
-    """Spans waiting in the current queue."""
-
-    @property
-    def dropped(self) -> int:
-        """Every span that was lost, whatever the reason."""
-        return self.dropped_queue_full + self.dropped_export_failed + self.dropped_shutdown
-
-
-class _Counters:
-    """Process-wide counters. Increments happen under one lock; a lock
-    round-trip is far cheaper than the span it counts."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-        self.exported = 0
-        self.dropped = dict.fromkeys(DropReason, 0)
-
-    def add_dropped(self, reason: DropReason, count: int) -> None:
-        with self.lock:
-            self.dropped[reason] += count
-
-    def add_exported(self, count: int) -> None:
-        with self.lock:
-            self.exported += count
-
-
-span_stats = _Counters()
-"""The process-wide counters (read them through :func:`export_stats`)."""
-
-_processors: weakref.WeakSet[AccountingBatchSpanProcessor] = weakref.WeakSet()
 _drop_log = RateLimitedLog(interval=10.0)
 _logger = logging.getLogger("tracer")
-
-
-def export_stats() -> ExportStats:
-    """A snapshot of :data:`span_stats` and the live queues' lengths."""
-    queued = sum(p.queue_length for p in list(_processors))
-    with span_stats.lock:
-        return ExportStats(
-            exported=span_stats.exported,
-            dropped_queue_full=span_stats.dropped[DropReason.QUEUE_FULL],
-            dropped_export_failed=span_stats.dropped[DropReason.EXPORT_FAILED],
-            dropped_shutdown=span_stats.dropped[DropReason.SHUTDOWN],
-            queued=queued,
-        )
 
 
 class AccountingBatchSpanProcessor(SpanProcessor):
@@ -132,7 +74,7 @@ class AccountingBatchSpanProcessor(SpanProcessor):
         self._shutdown = False
         self._pid = os.getpid()
         self._worker = self._start_worker()
-        _processors.add(self)
+        register_queue(self)
 
     @property
     def queue_length(self) -> int:
@@ -259,7 +201,7 @@ class AccountingBatchSpanProcessor(SpanProcessor):
                 self._exporter.shutdown()
             except Exception:
                 _logger.exception("revtrace tracer: span exporter shutdown failed")
-            _processors.discard(self)
+            unregister_queue(self)
 
 
 _GUIDANCE: dict[DropReason, str] = {

@@ -98,13 +98,16 @@ def test_semconv_exports_every_public_name() -> None:
     assert set(semconv.__all__) == public
 
 
-def test_tracer_imports_only_opentelemetry_and_stdlib() -> None:
+def test_importing_the_tracer_loads_neither_the_sdk_nor_optional_clients() -> None:
+    """The API half stands alone: the SDK comes with configure(), httpx and
+    requests with their hooks."""
     import subprocess
     import sys
 
     code = (
         "import sys, tracer, tracer.vendors.stripe, tracer.vendors.salesforce, tracer.vendors.netsuite;"
-        "bad = sorted(m for m in ('httpx', 'requests', 'clickhouse_connect', 'streamlit', 'collector') "
+        "bad = sorted(m for m in ('httpx', 'requests', 'clickhouse_connect', 'streamlit', 'collector', "
+        "'opentelemetry.sdk.trace', 'opentelemetry.sdk.metrics', 'opentelemetry.exporter') "
         "if m in sys.modules); print(','.join(bad))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
