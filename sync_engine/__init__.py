@@ -1,0 +1,1 @@
+"""revtrace reference quote-to-cash sync engine (work in progress)."""

@@ -1,0 +1,167 @@
+"""The engine's own health as OpenTelemetry metrics.
+
+Names (the dashboard's Sync engine view reads them):
+
+* ``syncengine.queue.depth`` — gauge: events waiting to be processed plus
+  transactions waiting in the retry queue;
+* ``syncengine.inflight`` — gauge: transactions started and not finished
+  (running, waiting for an event, queued or parked);
+* ``syncengine.dlq.size`` — gauge: dead letters not yet replayed;
+* ``syncengine.parked`` — gauge: events parked until an earlier one arrives;
+* ``syncengine.breaker.state`` — gauge per ``biz.system``: 0 closed, 1 half-open, 2 open;
+* ``syncengine.retries`` — counter, by ``biz.system`` and ``biz.error.category``;
+* ``syncengine.transactions`` — counter of finished transactions, by
+  ``biz.process`` and ``biz.outcome``;
+* ``syncengine.ratelimit.waits`` — counter of calls that waited for the
+  client-side rate limiter or a ``Retry-After`` cool-down, by ``biz.system``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from typing import Final
+
+from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+
+from tracer.semconv import (
+    BIZ_ERROR_CATEGORY,
+    BIZ_OUTCOME,
+    BIZ_PROCESS,
+    BIZ_SYSTEM,
+    FailureCategory,
+    Process,
+    System,
+)
+
+__all__ = [
+    "METRIC_BREAKER_STATE",
+    "METRIC_DLQ_SIZE",
+    "METRIC_INFLIGHT",
+    "METRIC_PARKED",
+    "METRIC_QUEUE_DEPTH",
+    "METRIC_RATELIMIT_WAITS",
+    "METRIC_RETRIES",
+    "METRIC_TRANSACTIONS",
+    "EngineGauges",
+    "EngineMetrics",
+    "otlp_meter_provider",
+]
+
+METRIC_QUEUE_DEPTH: Final = "syncengine.queue.depth"
+METRIC_INFLIGHT: Final = "syncengine.inflight"
+METRIC_DLQ_SIZE: Final = "syncengine.dlq.size"
+METRIC_PARKED: Final = "syncengine.parked"
+METRIC_BREAKER_STATE: Final = "syncengine.breaker.state"
+METRIC_RETRIES: Final = "syncengine.retries"
+METRIC_TRANSACTIONS: Final = "syncengine.transactions"
+METRIC_RATELIMIT_WAITS: Final = "syncengine.ratelimit.waits"
+
+
+class EngineGauges:
+    """What the observable gauges read; the engine fills in the callables."""
+
+    def __init__(self) -> None:
+        self.queue_depth: Callable[[], int] = lambda: 0
+        self.inflight: Callable[[], int] = lambda: 0
+        self.dlq_size: Callable[[], int] = lambda: 0
+        self.parked: Callable[[], int] = lambda: 0
+        self.breakers: Callable[[], Mapping[System, int]] = dict
+
+
+class EngineMetrics:
+    """The instruments; a no-op meter when no provider is given."""
+
+    def __init__(self, meter_provider: MeterProvider | None = None) -> None:
+        meter: Meter = meter_provider.get_meter("sync_engine") if meter_provider else NoOpMeter("sync_engine")
+        self.gauges = EngineGauges()
+        self._retries = meter.create_counter(METRIC_RETRIES, unit="{retry}", description="Retried calls.")
+        self._transactions = meter.create_counter(
+            METRIC_TRANSACTIONS, unit="{transaction}", description="Finished transactions."
+        )
+        self._waits = meter.create_counter(
+            METRIC_RATELIMIT_WAITS, unit="{wait}", description="Calls delayed by rate limiting."
+        )
+        gauges = self.gauges
+
+        def one(read: Callable[[], int]) -> Callable[[CallbackOptions], Iterable[Observation]]:
+            def observe(options: CallbackOptions) -> Iterable[Observation]:
+                return [Observation(read())]
+
+            return observe
+
+        meter.create_observable_gauge(
+            METRIC_QUEUE_DEPTH,
+            [one(lambda: gauges.queue_depth())],
+            unit="{item}",
+            description="Events to process plus transactions in the retry queue.",
+        )
+        meter.create_observable_gauge(
+            METRIC_INFLIGHT,
+            [one(lambda: gauges.inflight())],
+            unit="{transaction}",
+            description="Transactions started and not finished.",
+        )
+        meter.create_observable_gauge(
+            METRIC_DLQ_SIZE,
+            [one(lambda: gauges.dlq_size())],
+            unit="{event}",
+            description="Dead letters not replayed.",
+        )
+        meter.create_observable_gauge(
+            METRIC_PARKED,
+            [one(lambda: gauges.parked())],
+            unit="{event}",
+            description="Events parked until an earlier one arrives.",
+        )
+
+        def breakers(options: CallbackOptions) -> Iterable[Observation]:
+            return [
+                Observation(state, {BIZ_SYSTEM: system.value}) for system, state in gauges.breakers().items()
+            ]
+
+        meter.create_observable_gauge(
+            METRIC_BREAKER_STATE,
+            [breakers],
+            unit="1",
+            description="Circuit breaker: 0 closed, 1 half-open, 2 open.",
+        )
+        self.retries_total = 0
+        self.waits_total = 0
+        self.finished: dict[tuple[str, str], int] = {}
+
+    def retry(self, system: System, category: FailureCategory) -> None:
+        """A call is being retried."""
+        self.retries_total += 1
+        self._retries.add(1, {BIZ_SYSTEM: system.value, BIZ_ERROR_CATEGORY: category.value})
+
+    def finished_transaction(self, process: Process, outcome: str) -> None:
+        """A transaction finished with ``outcome`` (ok, failed, held)."""
+        key = (process.value, outcome)
+        self.finished[key] = self.finished.get(key, 0) + 1
+        self._transactions.add(1, {BIZ_PROCESS: process.value, BIZ_OUTCOME: outcome})
+
+    def rate_limit_wait(self, system: System) -> None:
+        """A call waited for the rate limiter."""
+        self.waits_total += 1
+        self._waits.add(1, {BIZ_SYSTEM: system.value})
+
+
+def otlp_meter_provider(
+    endpoint: str,
+    headers: Mapping[str, str] | None,
+    *,
+    service_name: str,
+    interval_seconds: float = 10.0,
+    readers: Iterable[MetricReader] = (),
+) -> MeterProvider:
+    """A meter provider exporting to ``<endpoint>/v1/metrics`` (OTLP over HTTP,
+    protobuf) every ``interval_seconds``, with the same headers as the traces."""
+    exporter = OTLPMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=dict(headers or {}))
+    reader = PeriodicExportingMetricReader(exporter, export_interval_millis=int(interval_seconds * 1000))
+    return MeterProvider(
+        resource=Resource.create({SERVICE_NAME: service_name}), metric_readers=[reader, *readers]
+    )
