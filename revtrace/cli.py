@@ -102,7 +102,11 @@ def up(host: str | None, http_port: int | None, grpc_port: int | None, dashboard
 
 def _roles(dashboard_port: int | None) -> list[Any]:
     """The roles that run beside the collector in ``up``."""
-    return []
+    from dashboard.server import role_factory as dashboard_role
+
+    roles: list[Any] = []
+    roles.append(dashboard_role(port=dashboard_port))
+    return roles
 
 
 @cli.command()
@@ -139,6 +143,76 @@ def db_migrate(ttl_days: int | None) -> None:
 def db_status() -> None:
     """Show applied and pending migrations and table sizes (exit 1 if any is pending)."""
     _emit("db.status", {})
+
+
+@cli.command("trace")
+@click.argument("correlation_id")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "csv", "html"]),
+    default="table",
+    show_default=True,
+    help="A waterfall table in the terminal, or an export (html is a self-contained report).",
+)
+@click.option("--no-payloads", is_flag=True, help="Leave payload snapshots out.")
+def trace_cmd(correlation_id: str, fmt: str, no_payloads: bool) -> None:
+    """One transaction end to end: every system, payload, retry and operator action."""
+    _emit("trace", {"correlation_id": correlation_id, "format": fmt, "payloads": not no_payloads})
+
+
+@cli.group()
+def audit() -> None:
+    """The workbench's hash-chained audit log."""
+
+
+@audit.command("verify")
+def audit_verify() -> None:
+    """Check the audit log's hash chain; exit 1 naming the first broken link."""
+    _emit("audit.verify", {})
+
+
+@cli.command()
+@click.option("--host", envvar="REVTRACE_DASHBOARD_HOST", default=None, help="Bind address. [127.0.0.1]")
+@click.option("--port", envvar="REVTRACE_DASHBOARD_PORT", type=int, default=None, help="Port. [8501]")
+def dashboard(host: str | None, port: int | None) -> None:
+    """Run the dashboard role alone (for a ClickHouse server deployment)."""
+    from dashboard.server import run_alone
+
+    run_alone(host, port, on_ready=lambda role: click.echo(f"dashboard: {role.url}", err=True))
+
+
+@cli.group()
+def users() -> None:
+    """Local dashboard accounts (bcrypt hashes in REVTRACE_USERS_FILE)."""
+
+
+@users.command("add")
+@click.argument("name")
+@click.option(
+    "--role",
+    required=True,
+    type=click.Choice(["viewer", "operator", "auditor", "admin"]),
+    help="Dashboard role.",
+)
+@click.option("--password-stdin", is_flag=True, help="Read the password from stdin instead of prompting.")
+@click.option("--replace", is_flag=True, help="Change an existing account's role and password.")
+def users_add(name: str, role: str, password_stdin: bool, replace: bool) -> None:
+    """Create a dashboard account (the password is hashed with bcrypt, never stored)."""
+    from dashboard.auth import Role, add_user
+    from dashboard.errors import UsersFileError
+    from dashboard.settings import users_file
+
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    path = users_file()
+    try:
+        add_user(path, name, Role(role), password, replace=replace)
+    except UsersFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"{'updated' if replace else 'added'} {name} ({role}) in {path}")
 
 
 @cli.command("config")

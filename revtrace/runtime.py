@@ -59,6 +59,8 @@ class CommandOutput:
 DELEGABLE: dict[str, str] = {
     "db.migrate": "revtrace.commands:db_migrate",
     "db.status": "revtrace.commands:db_status",
+    "trace": "dashboard.commands:trace",
+    "audit.verify": "dashboard.commands:audit_verify",
 }
 
 
