@@ -296,7 +296,13 @@ def _attributes(kvs: Iterable[Any], limits: Limits, count: int) -> dict[str, str
     return out
 
 
+# DateTime64(9) ends in April 2262 (signed 64-bit nanoseconds).
+_MAX_NANOS: Final = 2**63 - 1
+
+
 def _ts(nanos: int) -> str:
+    if nanos > _MAX_NANOS:
+        raise _LimitError(f"timestamp {nanos} ns is past what DateTime64(9) holds (2262)")
     seconds, rest = divmod(int(nanos), 1_000_000_000)
     return f"{seconds}.{rest:09d}"
 

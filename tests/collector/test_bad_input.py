@@ -179,3 +179,24 @@ def test_declared_oversize_is_refused_before_the_body_is_read(small_collector: C
         )
         reply = sock.recv(4096)
     assert reply.startswith(b"HTTP/1.1 413")
+
+
+def test_timestamps_past_2262_are_rejected_per_span_not_stored_as_poison(
+    small_collector: Collector, store: Store
+) -> None:
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(body_of(make_spans(2, "future")))
+    request.resource_spans[0].scope_spans[0].spans[0].end_time_unix_nano = 2**64 - 1
+    request.resource_spans[0].scope_spans[0].spans[0].start_time_unix_nano = 2**63 + 5
+    response = httpx.post(
+        f"{small_collector.http_endpoint}/v1/traces", content=request.SerializeToString(), headers=PB
+    )
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceResponse
+
+    decoded = ExportTraceServiceResponse()
+    decoded.ParseFromString(response.content)
+    assert decoded.partial_success.rejected_spans == 1
+    assert "DateTime64(9)" in decoded.partial_success.error_message
+    assert small_collector.writer is not None and small_collector.writer.flush(20)
+    assert store.query("SELECT count() FROM otel_traces").scalar() == 1
+    assert small_collector.writer.stats.records_rejected == 0
