@@ -48,6 +48,7 @@ def collector(store: Store, tmp_path: Path) -> Iterator[Collector]:
         batch_rows=10_000,
         batch_ms=100,
         self_telemetry_s=0,
+        ttl_days=0,  # golden data is dated; retention would expire it on arrival
     )
     c = Collector(config, store=store)
     c.start()

@@ -34,6 +34,7 @@ def small_collector(store: Store, tmp_path: Path) -> Iterator[Collector]:
         max_body_bytes=MAX_BODY,
         batch_ms=100,
         self_telemetry_s=0,
+        ttl_days=0,
         limits=Limits(max_attributes=128, max_attribute_bytes=64 * 1024),
     )
     with Collector(config, store=store) as c:

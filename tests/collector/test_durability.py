@@ -221,6 +221,7 @@ def test_full_spool_answers_503_with_retry_after(store: Store, tmp_path: Path) -
         data_dir=tmp_path,
         batch_ms=100,
         self_telemetry_s=0,
+        ttl_days=0,
         spool_max_bytes=64 * 1024,
     )
     with Collector(config, store=store) as c:

@@ -124,4 +124,6 @@ def test_cli_db_commands_in_process(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert "nothing to apply" in again.output
     status = runner.invoke(cli, ["db", "status"])
     assert status.exit_code == 0 and "PENDING" not in status.output
-    open_store(f"chdb://{chdb_path}", database=database).command(f"DROP DATABASE `{database}`")
+    leftover = open_store(f"chdb://{chdb_path}", database=database)
+    leftover.command(f"DROP DATABASE `{database}`")
+    leftover.close()

@@ -136,6 +136,7 @@ def test_ingest_tokens_required_when_configured(store: Store, tmp_path: Path) ->
         ingest_tokens=("s3cret-token",),
         batch_ms=100,
         self_telemetry_s=0,
+        ttl_days=0,
     )
     with Collector(config, store=store) as c:
         spans = make_spans(5)
@@ -214,7 +215,13 @@ def test_empty_request_is_a_valid_export(collector: Collector, path: str) -> Non
 
 def test_conversion_in_worker_processes(store: Store, tmp_path: Path) -> None:
     config = CollectorConfig(
-        http_port=0, grpc_port=-1, data_dir=tmp_path, batch_ms=100, self_telemetry_s=0, ingest_workers=1
+        http_port=0,
+        grpc_port=-1,
+        data_dir=tmp_path,
+        batch_ms=100,
+        self_telemetry_s=0,
+        ttl_days=0,
+        ingest_workers=1,
     )
     with Collector(config, store=store) as c:
         url = f"{c.http_endpoint}/v1/traces"
