@@ -161,11 +161,14 @@ class RuleBase:
     """Grouping dimensions (:data:`DIMENSIONS`)."""
     labels: Mapping[str, str] = field(default_factory=dict)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    category_override: FailureCategory | None = None
+    """``category:`` in the file: the category this rule's findings carry
+    instead of its kind's (an ERP error-rate rule can say ``transient``)."""
 
     @property
     def category(self) -> FailureCategory:
         """The failure category this rule's findings carry."""
-        return _KIND_CATEGORY[self.kind]
+        return self.category_override or _KIND_CATEGORY[self.kind]
 
 
 @dataclass(frozen=True)
@@ -216,6 +219,9 @@ class RateRule(RuleBase):
     window: float = 3600.0
     min_events: int = 1
     """Fewer steps than this in the window: no verdict (too little data)."""
+    unit: str = "step"
+    """``step``: a step (stage of a transaction) counts once, ok if any attempt
+    succeeded; ``attempt``: every attempt counts (what an outage shows)."""
 
 
 @dataclass(frozen=True)
@@ -708,12 +714,13 @@ _COMMON_KEYS: Final = (
     "group_by",
     "labels",
     "annotations",
+    "category",
 )
 _KIND_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "latency": ("from", "to", "per", "deadline", "objectives"),
     "completeness": ("after", "expect", "within"),
-    "success_rate": ("stage", "system", "vendor", "objective", "window", "min_events"),
-    "error_rate": ("stage", "system", "vendor", "threshold", "window", "min_events"),
+    "success_rate": ("stage", "system", "vendor", "objective", "window", "min_events", "unit"),
+    "error_rate": ("stage", "system", "vendor", "threshold", "window", "min_events", "unit"),
     "duplicate": ("stages", "key", "threshold", "window"),
     "ordering": ("stages", "dependencies", "window"),
     "reconciliation": ("object_type", "systems", "compare", "tolerance", "match", "window"),
@@ -746,6 +753,7 @@ def _rule(
         "group_by": r.strings(merged, "group_by", path, choices=tuple(DIMENSIONS)),
         "labels": r.labels(merged, "labels", path),
         "annotations": r.labels(merged, "annotations", path),
+        "category_override": r.category(m["category"], f"{path}.category") if "category" in m else None,
     }
     if kind == "latency":
         objectives: list[LatencyObjective] = []
@@ -796,6 +804,9 @@ def _rule(
             threshold=r.number(m, "threshold", path, 1.0, low=0, high=100, high_open=True),
             window=r.duration(m, "window", path, 3600.0),
             min_events=r.integer(m, "min_events", path, 1, minimum=1),
+            unit=r.string(
+                m, "unit", path, "step" if kind == "success_rate" else "attempt", choices=("step", "attempt")
+            ),
         )
     if kind == "duplicate":
         stages = r.strings(

@@ -63,14 +63,15 @@ CREATE TABLE IF NOT EXISTS revtrace_silences ${ON_CLUSTER} (
 ) ENGINE = ${ENGINE:ReplacingMergeTree(UpdatedAt)}
 ORDER BY Id;
 
--- Aggregation groups: when each (receiver, group) was last notified and with what.
+-- Aggregation groups: when each (receiver, route, group) was last notified and
+-- which firing alerts that notification carried.
 CREATE TABLE IF NOT EXISTS revtrace_alert_groups ${ON_CLUSTER} (
     GroupKey String,
     Receiver LowCardinality(String),
     Labels Map(String, String),
     FirstSeenAt DateTime64(3),
     LastNotifiedAt Nullable(DateTime64(3)),
-    StateHash String,
+    Notified Array(String),
     Sequence UInt32,
     UpdatedAt DateTime64(3)
 ) ENGINE = ${ENGINE:ReplacingMergeTree(UpdatedAt)}

@@ -1,0 +1,567 @@
+"""The evaluator's queries: SQL from ``sla_rules/sql/*.sql`` run through the
+:class:`~collector.store.Store`, results mapped to the statistics of
+:mod:`sla_rules._model`. Every value is a bound ``{name:Type}`` parameter; the
+only text put into SQL is this package's own fragments, column names from the
+fixed :data:`~sla_rules._spec.DIMENSIONS` table and the outcome vocabulary of
+:mod:`tracer.semconv`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import re
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from functools import cache
+from importlib import resources
+from typing import Any, Final
+
+from collector.store import Rows, Store
+from sla_rules._model import (
+    BurnStats,
+    GroupCount,
+    LatencyGroup,
+    LatencyStats,
+    MttrStats,
+    RateStats,
+    ReconSnapshot,
+    ReconStats,
+    SequenceViolation,
+    SpanSignal,
+    TransactionFacts,
+    TxStatus,
+)
+from sla_rules._spec import (
+    DIMENSIONS,
+    BurnRateRule,
+    CompletenessRule,
+    DuplicateRule,
+    LatencyRule,
+    MttrRule,
+    OrderingRule,
+    RateRule,
+    ReconciliationRule,
+    Rule,
+)
+from tracer.semconv import Outcome
+
+__all__ = [
+    "FactsPass",
+    "FactsPlan",
+    "burn_stats",
+    "duplicate_keys",
+    "latency_stats",
+    "mttr_stats",
+    "plan_facts",
+    "rate_stats",
+    "recon_stats",
+    "sequence_violations",
+    "sql",
+    "to_db_time",
+    "verdict_share",
+]
+
+
+def _quote(values: Iterable[str]) -> str:
+    # Only ever used on this codebase's own vocabulary (semconv enums, statuses).
+    return "(" + ", ".join("'" + v.replace("\\", "\\\\").replace("'", "\\'") + "'" for v in values) + ")"
+
+
+_OK_OUTCOMES: Final = (Outcome.OK, "", Outcome.SKIPPED_DUPLICATE, Outcome.COMPENSATED)
+_MARKERS: Final = {
+    # A step that did not fail (an empty outcome is judged by the span status).
+    "OK": f"(Outcome IN {_quote(_OK_OUTCOMES)} AND NOT (Outcome = '' AND StatusCode = 'Error'))",
+    # A step that took effect: plain success, not a skipped duplicate.
+    "EFFECT": f"(Outcome IN {_quote((Outcome.OK, ''))} AND StatusCode != 'Error')",
+    # An attempt that ended the step as failed (no automatic retry follows).
+    "FINAL_FAILURE": (
+        f"(Outcome IN {_quote((Outcome.FAILED, Outcome.DEAD_LETTERED, Outcome.PARKED))} "
+        "OR (Outcome = '' AND StatusCode = 'Error'))"
+    ),
+    "OPEN_STATUSES": _quote(TxStatus.OPEN),
+    "STATUS_OK": _quote((TxStatus.OK,))[1:-1],
+}
+_SECTION: Final = re.compile(r"^-- name: (?P<name>[a-z_]+)\s*$", re.MULTILINE)
+_MARKER: Final = re.compile(r"/\*@(?P<name>[A-Z_]+)@\*/")
+
+
+log = logging.getLogger(__name__)
+
+
+@cache
+def _sections(file: str) -> dict[str, str]:
+    text = resources.files("sla_rules.sql").joinpath(f"{file}.sql").read_text(encoding="utf-8")
+    parts = _SECTION.split(text)
+    out: dict[str, str] = {}
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
+        lines = [line for line in body.splitlines() if not line.lstrip().startswith("--")]
+        out[name] = "\n".join(lines).strip()
+    return out
+
+
+def sql(file: str, name: str, **markers: str) -> str:
+    """Section ``name`` of ``sla_rules/sql/<file>.sql`` with its markers filled."""
+    values = {**_MARKERS, **markers}
+
+    def fill(match: re.Match[str]) -> str:
+        key = match["name"]
+        if key not in values:
+            raise KeyError(f"{file}.sql/{name}: no value for /*@{key}@*/")
+        return values[key]
+
+    text = _sections(file)[name]
+    # Markers may hold markers (a fragment using OK): fill until stable.
+    for _ in range(4):
+        filled = _MARKER.sub(fill, text)
+        if filled == text:
+            break
+        text = filled
+    return text
+
+
+SETTINGS: Final = {"prefer_column_name_to_alias": 1, "optimize_aggregation_in_order": 1}
+"""Session settings of every evaluator query: an aggregate aliased like its
+column (``anyIf(Process, …) AS Process``) still reads the column."""
+
+
+def _query(store: Store, text: str, params: Mapping[str, Any] | None = None) -> Rows:
+    return store.query(text, params, settings=SETTINGS)
+
+
+def _command(store: Store, text: str, params: Mapping[str, Any] | None = None) -> None:
+    store.command(text, params, settings=SETTINGS)
+
+
+def to_db_time(seconds: float) -> dt.datetime:
+    """Epoch seconds → the naive UTC datetime the store binds (sessions are UTC)."""
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
+
+
+def _epoch(value: Any) -> float:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:
+            value = value.replace(tzinfo=dt.UTC)
+        return float(value.timestamp())
+    return float(value or 0)
+
+
+# --- per-transaction -------------------------------------------------------------------
+
+
+@dataclass
+class FactsPlan:
+    """The facts query for a rule set: which stages it looks at, the
+    "something may be wrong" condition, and the parameters both bind."""
+
+    columns: list[str] = field(default_factory=list)
+    conditions: list[str] = field(default_factory=list)
+    params: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, int] = field(default_factory=dict)
+    amounts: set[int] = field(default_factory=set)
+
+    def stage(self, name: str) -> int:
+        if name not in self.stages:
+            i = len(self.stages)
+            self.stages[name] = i
+            self.params[f"st_{i}"] = name
+            self.columns.append(_fragment("col_first_ok", i=i))
+        return self.stages[name]
+
+    def amount(self, name: str) -> int:
+        i = self.stage(name)
+        if i not in self.amounts:
+            self.amounts.add(i)
+            self.columns.append(_fragment("col_amount", i=i))
+        return i
+
+    def facts(self) -> str:
+        return sql(
+            "transactions",
+            "facts",
+            COLUMNS="\n    ".join(self.columns),
+            CANDIDATES=sql("transactions", "candidates"),
+        )
+
+    def dirty(self) -> str:
+        return " OR ".join(self.conditions)
+
+
+def _fragment(name: str, **indexes: int) -> str:
+    text = _sections("transactions")[name]
+    for key, value in indexes.items():
+        text = text.replace(f"@{key}@", str(value))
+    return text
+
+
+def plan_facts(rules: Sequence[Rule]) -> FactsPlan:
+    """Build the facts query's columns and dirty condition for ``rules``."""
+    plan = FactsPlan()
+    plan.conditions.append(_fragment("cond_not_ok"))
+    for k, rule in enumerate(rules):
+        if isinstance(rule, CompletenessRule | LatencyRule):
+            if isinstance(rule, CompletenessRule):
+                a, b, limit = plan.stage(rule.after), plan.stage(rule.expect), rule.within
+            elif rule.deadline is not None and rule.per == "transaction":
+                a, b, limit = plan.stage(rule.from_stage), plan.stage(rule.to_stage), rule.deadline
+            else:
+                continue
+            plan.conditions.append(_fragment("cond_expectation", i=k, a=a, b=b))
+            plan.params[f"proc_{k}"] = rule.process
+            plan.params[f"limit_{k}"] = int(limit * 1000)
+        elif isinstance(rule, DuplicateRule):
+            for j, stage in enumerate(rule.stages):
+                i = k * 100 + j
+                plan.params[f"dup_{i}"] = stage
+                plan.columns.append(_fragment(f"col_dup_{rule.key}", i=i))
+                plan.conditions.append(_fragment("cond_dup", i=i))
+        elif isinstance(rule, OrderingRule):
+            for first, then in rule.dependencies:
+                plan.conditions.append(_fragment("cond_order", a=plan.stage(first), b=plan.stage(then)))
+        elif isinstance(rule, ReconciliationRule) and rule.match_from:
+            a, b = plan.amount(rule.match_from), plan.amount(rule.match_to)
+            plan.conditions.append(_fragment("cond_amount", i=k, a=a, b=b))
+            plan.params[f"tol_{k}"] = float(rule.tolerance)
+    return plan
+
+
+def _window_params(since: float, until: float, horizon: float, use_open: bool) -> dict[str, Any]:
+    return {
+        "since": to_db_time(since),
+        "until": to_db_time(until),
+        "horizon": to_db_time(horizon),
+        "use_open": 1 if use_open else 0,
+    }
+
+
+class FactsPass:
+    """One pass over the candidates: their facts are computed once into a
+    scratch Memory table; :meth:`write_clean` and :meth:`fetch_dirty` read it.
+    Use as a context manager (the table is dropped on exit)."""
+
+    def __init__(
+        self,
+        store: Store,
+        plan: FactsPlan,
+        *,
+        since: float,
+        until: float,
+        horizon: float,
+        use_open: bool,
+        extra: Sequence[str],
+    ) -> None:
+        self.store = store
+        self.plan = plan
+        self.scratch = f"_revtrace_eval_{uuid.uuid4().hex}"
+        self.params = {**plan.params, **_window_params(since, until, horizon, use_open), "extra": list(extra)}
+
+    def __enter__(self) -> FactsPass:
+        _command(
+            self.store,
+            sql(
+                "transactions",
+                "stage_facts",
+                SCRATCH=self.scratch,
+                FACTS=self.plan.facts(),
+                DIRTY=self.plan.dirty(),
+            ),
+            self.params,
+        )
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.store.command(f"DROP TABLE IF EXISTS {self.scratch}")
+        except Exception:
+            log.warning("could not drop scratch table %s", self.scratch)
+
+    def write_clean(self, now: float) -> None:
+        """Write ``ok`` verdicts for the candidates nothing is wrong with (server-side)."""
+        _command(
+            self.store, sql("transactions", "insert_clean", SCRATCH=self.scratch), {"now": to_db_time(now)}
+        )
+
+    def count_clean(self) -> int:
+        """How many candidates are clean."""
+        return int(_query(self.store, sql("transactions", "count_clean", SCRATCH=self.scratch)).scalar() or 0)
+
+    def fetch_dirty(self) -> list[TransactionFacts]:
+        """Every span of the candidates something may be wrong with, as facts."""
+        rows = _query(self.store, sql("transactions", "dirty_spans", SCRATCH=self.scratch), self.params)
+        return _facts(rows)
+
+
+def _facts(rows: Iterable[Sequence[Any]]) -> list[TransactionFacts]:
+    out: list[TransactionFacts] = []
+    current: str | None = None
+    spans: list[SpanSignal] = []
+    dims: dict[str, list[str]] = {"process": [], "legal_entity": [], "region": [], "currency": []}
+
+    def flush() -> None:
+        if current is None or not spans:
+            return
+        amount = next((s.amount for s in spans if s.amount is not None), None)
+        out.append(
+            TransactionFacts(
+                correlation_id=current,
+                process=next((p for p in dims["process"] if p), ""),
+                legal_entity=next((p for p in dims["legal_entity"] if p), ""),
+                region=next((p for p in dims["region"] if p), ""),
+                first_seen=min(s.start for s in spans),
+                last_seen=max(s.end for s in spans),
+                last_stage=max(spans, key=lambda s: s.end).stage,
+                spans=tuple(spans),
+                amount=amount,
+                currency=next((c for c in dims["currency"] if c), ""),
+            )
+        )
+
+    for row in rows:
+        (cid, process, entity, region, stage, system, vendor, start_ns, end_ns, outcome, status, category, code,
+         error_type, http, attempt, otype, oid, ikey, event_id, seq, amount, currency, span_id) = row  # fmt: skip
+        if cid != current:
+            flush()
+            current, spans = cid, []
+            dims = {"process": [], "legal_entity": [], "region": [], "currency": []}
+        dims["process"].append(process)
+        dims["legal_entity"].append(entity)
+        dims["region"].append(region)
+        dims["currency"].append(currency)
+        spans.append(
+            SpanSignal(
+                stage=stage,
+                start=start_ns / 1e9,
+                end=end_ns / 1e9,
+                outcome=outcome,
+                status_code=status,
+                error_category=category,
+                error_code=code,
+                error_type=error_type,
+                http_status=int(http or 0),
+                vendor=vendor,
+                system=system,
+                attempt=int(attempt or 0),
+                object_type=otype,
+                object_id=oid,
+                idempotency_key=ikey,
+                event_id=event_id,
+                event_sequence=None if seq is None else int(seq),
+                amount=None if amount is None else Decimal(amount),
+                span_id=span_id,
+            )
+        )
+    flush()
+    return out
+
+
+def sequence_violations(
+    store: Store, rule: OrderingRule, *, start: float, until: float
+) -> list[SequenceViolation]:
+    """Events of one object applied after a later event of the same object."""
+    rows = _query(
+        store,
+        sql("transactions", "sequence_violations"),
+        {"start": to_db_time(start), "until": to_db_time(until), "stages": list(rule.stages)},
+    )
+    return [
+        SequenceViolation(
+            correlation_id=cid,
+            object_type=otype,
+            object_id=oid,
+            stage=stage,
+            sequence=int(seq),
+            after_sequence=int(prev),
+            span_id=span_id,
+        )
+        for cid, otype, oid, stage, seq, prev, span_id in rows
+    ]
+
+
+def duplicate_keys(
+    store: Store, rule: DuplicateRule, *, start: float, until: float
+) -> dict[str, tuple[str, ...]]:
+    """Correlation id → keys another (earlier) transaction already applied."""
+    if rule.key == "object":
+        return {}
+    rows = _query(
+        store,
+        sql("transactions", "duplicate_keys"),
+        {
+            "start": to_db_time(start),
+            "until": to_db_time(until),
+            "stages": list(rule.stages),
+            "key": rule.key,
+        },
+    )
+    out: dict[str, list[str]] = {}
+    for key, cids in rows:
+        for cid in cids[1:]:
+            out.setdefault(cid, []).append(key)
+    return {cid: tuple(keys) for cid, keys in out.items()}
+
+
+# --- windows ---------------------------------------------------------------------------
+
+
+def _dims(rule: Rule) -> tuple[str, str]:
+    if not rule.group_by:
+        return "'' AS _all", "_all"
+    select = ", ".join(f"toString({DIMENSIONS[d]}) AS {d}" for d in rule.group_by)
+    return select, ", ".join(rule.group_by)
+
+
+def _labels(rule: Rule, row: Sequence[Any]) -> dict[str, str]:
+    return {d: str(v) for d, v in zip(rule.group_by, row, strict=False)}
+
+
+def _scope_params(rule: RateRule | BurnRateRule, start: float, until: float) -> dict[str, Any]:
+    return {
+        "start": to_db_time(start),
+        "until": to_db_time(until),
+        "process": rule.process,
+        "stage": rule.stage,
+        "system": rule.system,
+        "vendor": rule.vendor,
+    }
+
+
+def latency_stats(store: Store, rule: LatencyRule, *, until: float) -> LatencyStats:
+    """Percentiles of the rule's stage-to-stage time per group, per objective window."""
+    select, group = _dims(rule)
+    ndims = max(1, len(rule.group_by))
+    windows: dict[float, tuple[LatencyGroup, ...]] = {}
+    by_window: dict[float, list[float]] = {}
+    for o in rule.objectives:
+        by_window.setdefault(o.window, []).append(o.percentile)
+    for window, percentiles in by_window.items():
+        levels = ", ".join(f"{{level_{i}:Float64}}" for i in range(len(percentiles)))
+        name = "latency_transaction" if rule.per == "transaction" else "latency_object"
+        params: dict[str, Any] = {
+            "start": to_db_time(until - window),
+            "until": to_db_time(until),
+            "from_stage": rule.from_stage,
+            "to_stage": rule.to_stage,
+            "process": rule.process,
+            **{f"level_{i}": p / 100.0 for i, p in enumerate(percentiles)},
+        }
+        rows = _query(store, sql("windows", name, DIMS=select, GROUP=group, LEVELS=levels), params)
+        groups = []
+        for row in rows:
+            n, q, worst = row[ndims], row[ndims + 1], row[ndims + 2]
+            groups.append(
+                LatencyGroup(
+                    labels=_labels(rule, row),
+                    count=int(n),
+                    quantiles={p: float(v) for p, v in zip(percentiles, q, strict=True)},
+                    worst=tuple(str(w) for w in worst),
+                )
+            )
+        windows[window] = tuple(groups)
+    return LatencyStats(windows=windows)
+
+
+def rate_stats(store: Store, rule: RateRule, *, until: float) -> RateStats:
+    """Good and total steps (or attempts) per group over the rule's window."""
+    select, group = _dims(rule)
+    ndims = max(1, len(rule.group_by))
+    name = "rate_steps" if rule.unit == "step" else "rate_attempts"
+    scope = sql("windows", "scope")
+    rows = _query(
+        store,
+        sql("windows", name, DIMS=select, GROUP=group, SCOPE=scope),
+        _scope_params(rule, until - rule.window, until),
+    )
+    return RateStats(
+        groups=tuple(
+            GroupCount(_labels(rule, row), int(row[ndims]), int(row[ndims + 1]), tuple(row[ndims + 2]))
+            for row in rows
+        )
+    )
+
+
+def burn_stats(store: Store, rule: BurnRateRule, *, until: float) -> BurnStats:
+    """Good and total steps per group for every window length the rule uses."""
+    lengths = sorted({w for bw in rule.windows for w in (bw.long, bw.short)})
+    select, group = _dims(rule)
+    ndims = max(1, len(rule.group_by))
+    params = {
+        **_scope_params(rule, until - max(lengths), until),
+        "windows_ms": [int(w * 1000) for w in lengths],
+    }
+    rows = _query(
+        store, sql("windows", "burn_steps", DIMS=select, GROUP=group, SCOPE=sql("windows", "scope")), params
+    )
+    windows: dict[float, list[GroupCount]] = {w: [] for w in lengths}
+    for row in rows:
+        labels = _labels(rule, row)
+        goods, totals, examples = row[ndims], row[ndims + 1], tuple(row[ndims + 2])
+        for w, good, total in zip(lengths, goods, totals, strict=True):
+            windows[w].append(GroupCount(labels, int(good), int(total), examples))
+    return BurnStats(windows={w: tuple(g) for w, g in windows.items()})
+
+
+def mttr_stats(store: Store, rule: MttrRule, *, until: float) -> MttrStats:
+    """Resolved final failures per group over the rule's window."""
+    select, group = _dims(rule)
+    ndims = max(1, len(rule.group_by))
+    rows = _query(
+        store,
+        sql("windows", "mttr", DIMS=select, GROUP=group),
+        {"start": to_db_time(until - rule.window), "until": to_db_time(until)},
+    )
+    groups = tuple((_labels(rule, row), int(row[ndims]), float(row[ndims + 1] or 0.0)) for row in rows)
+    return MttrStats(groups=groups, unresolved=sum(int(row[ndims + 2]) for row in rows))
+
+
+def verdict_share(
+    store: Store, rule: DuplicateRule | CompletenessRule, *, start: float, until: float
+) -> RateStats:
+    """Transactions seen in the window without (good) and with the rule's category."""
+    select, group = _dims(rule)
+    ndims = max(1, len(rule.group_by))
+    rows = _query(
+        store,
+        sql("windows", "verdict_share", DIMS=select, GROUP=group),
+        {
+            "start": to_db_time(start),
+            "until": to_db_time(until),
+            "process": rule.process,
+            "category": rule.category.value,
+        },
+    )
+    return RateStats(
+        groups=tuple(
+            GroupCount(_labels(rule, row), int(row[ndims]), int(row[ndims + 1]), tuple(row[ndims + 2]))
+            for row in rows
+        )
+    )
+
+
+def recon_stats(store: Store, rule: ReconciliationRule, *, until: float) -> ReconStats:
+    """The latest snapshot per system, object type, period and legal entity."""
+    rows = _query(
+        store,
+        sql("windows", "recon_snapshots"),
+        {
+            "start": to_db_time(until - rule.window),
+            "until": to_db_time(until),
+            "object_type": rule.object_type,
+        },
+    )
+    return ReconStats(
+        snapshots=tuple(
+            ReconSnapshot(
+                system=system,
+                object_type=otype,
+                period=period,
+                legal_entity=entity,
+                count=None if count is None else int(count),
+                amount=None if amount is None else Decimal(amount),
+                statuses={str(k): int(v) for k, v in (statuses or {}).items()},
+                correlation_id=cid,
+            )
+            for system, otype, period, entity, count, amount, statuses, cid in rows
+        )
+    )
