@@ -53,6 +53,7 @@ class CollectorConfig:
     batch_ms: int = 1000
     spool_max_bytes: int = 2 * 1024 * 1024 * 1024
     spool_fsync: bool = False
+    spool_recycle_bytes: int = 4 * 1024 * 1024
     ttl_days: int = 30
     self_telemetry_s: float = 15.0
     ingest_workers: int = 0
@@ -120,6 +121,7 @@ class Collector:
             cfg.data_dir / "spool" / _safe(self.store.database),
             max_backlog_bytes=cfg.spool_max_bytes,
             fsync=cfg.spool_fsync,
+            recycle_bytes=cfg.spool_recycle_bytes,
         )
         if self.spool.backlog_bytes:
             log.info("spool holds %d bytes from before; writing them first", self.spool.backlog_bytes)

@@ -87,10 +87,23 @@ class Spool:
     ``commit`` by the single writer thread.
     """
 
-    def __init__(self, directory: Path, *, max_backlog_bytes: int, fsync: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_backlog_bytes: int,
+        fsync: bool = False,
+        segment_bytes: int = SEGMENT_BYTES,
+        recycle_bytes: int = 4 * 1024 * 1024,
+    ) -> None:
         self.directory = directory
         self.max_backlog_bytes = max_backlog_bytes
         self.fsync = fsync
+        self.segment_bytes = segment_bytes
+        # A segment that is entirely in the store and at least this big is
+        # replaced by a fresh one, so a quiet spool gives its disk back
+        # instead of waiting to reach ``segment_bytes``.
+        self.recycle_bytes = recycle_bytes
         directory.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._appended = threading.Condition(self._lock)
@@ -191,7 +204,7 @@ class Spool:
                 raise SpoolFullError(
                     f"spool backlog {self.end - self.committed} bytes is at its limit {self.max_backlog_bytes}"
                 )
-            if self.end - self._segments[-1] >= SEGMENT_BYTES:
+            if self.end - self._segments[-1] >= self.segment_bytes:
                 self._roll()
             try:
                 self._file.write(record)
@@ -266,6 +279,8 @@ class Spool:
             self.committed = position
             self.pending = None
             self._save_state()
+            if position == self.end and self.end - self._segments[-1] >= self.recycle_bytes:
+                self._roll()
             while len(self._segments) > 1 and self._segments[1] <= position:
                 old = self._segments.pop(0)
                 with contextlib.suppress(FileNotFoundError):
