@@ -8,6 +8,7 @@ not ``revtrace up`` holds the embedded store.
 
 from __future__ import annotations
 
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -105,6 +106,9 @@ def _roles(dashboard_port: int | None) -> list[Any]:
     from dashboard.server import role_factory as dashboard_role
 
     roles: list[Any] = []
+    from sla_rules import EvaluatorRole
+
+    roles.append(EvaluatorRole)
     roles.append(dashboard_role(port=dashboard_port))
     return roles
 
@@ -125,6 +129,74 @@ def collector(host: str | None, http_port: int | None, grpc_port: int | None) ->
         click.echo(f"store: {sidecar.store.config.describe()}", err=True)
 
     sidecar.run_until_signal(on_ready=ready)
+
+
+@cli.command()
+def evaluator() -> None:
+    """Run the evaluator role alone (for a ClickHouse server deployment): SLA rules,
+    alerts and notifications on a schedule. Rules from REVTRACE_RULES."""
+    import threading
+
+    from collector.migrations import RenderOptions, migrate
+    from collector.settings import env_int
+    from collector.store import open_store
+    from sla_rules import EvaluatorRole
+
+    store = open_store()
+    migrate(store, RenderOptions(ttl_days=env_int("REVTRACE_TTL_DAYS")))
+    role = EvaluatorRole(store)
+    done = threading.Event()
+    previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        role.start()
+        click.echo(f"evaluator: {role.url}", err=True)
+        click.echo(f"store: {store.config.describe()}", err=True)
+        while not done.wait(0.5):
+            pass
+    finally:
+        role.stop()
+        store.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+@cli.group()
+def sla() -> None:
+    """SLA rules: validate files, evaluate now."""
+
+
+@sla.command("validate")
+@click.argument("files", nargs=-1, required=True, type=click.Path())
+def sla_validate(files: tuple[str, ...]) -> None:
+    """Validate rules files or directories (no store needed); every problem is reported."""
+    from sla_rules.commands import validate
+
+    output = validate(files)
+    click.echo(output.text)
+    sys.exit(output.exit_code)
+
+
+_RULES_HELP = "Rules file or directory. [env REVTRACE_RULES; default the built-in quote-to-cash pack]"
+
+
+@sla.command("check")
+@click.option(
+    "--at", "at", default=None, help="Evaluate as of this time (RFC 3339), for reproducible answers."
+)
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--rules", type=click.Path(exists=True, resolve_path=True), default=None, help=_RULES_HELP)
+def sla_check(at: str | None, fmt: str, rules: str | None) -> None:
+    """Evaluate every rule now and print categorized findings (exit 1 when something fires)."""
+    _emit("sla.check", {"at": at, "format": fmt, "rules": rules})
+
+
+@cli.command("reconcile")
+@click.option("--at", "at", default=None, help="Reconcile as of this time (RFC 3339).")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--rules", type=click.Path(exists=True, resolve_path=True), default=None, help=_RULES_HELP)
+def reconcile_cmd(at: str | None, fmt: str, rules: str | None) -> None:
+    """Compare counts, amounts and statuses across systems now; record the run (exit 1 on exceptions)."""
+    _emit("reconcile", {"at": at, "format": fmt, "rules": rules})
 
 
 @cli.group()

@@ -61,6 +61,8 @@ DELEGABLE: dict[str, str] = {
     "db.status": "revtrace.commands:db_status",
     "trace": "dashboard.commands:trace",
     "audit.verify": "dashboard.commands:audit_verify",
+    "sla.check": "sla_rules.commands:check",
+    "reconcile": "sla_rules.commands:reconcile",
 }
 
 

@@ -711,7 +711,7 @@ def _span_category(
 
 
 def _stage_states(
-    spans: Sequence[SpanSignal],
+    spans: Sequence[SpanSignal], held_after: Sequence[str] = ()
 ) -> tuple[
     list[tuple[SpanSignal, int]], list[tuple[SpanSignal, int]], list[SpanSignal], list[dict[str, Any]]
 ]:
@@ -738,14 +738,22 @@ def _stage_states(
                     "http_status": sorted({s.http_status for s in failures if s.http_status}),
                 }
             )
-        elif last.outcome == Outcome.PARKED.value:
-            held.append((last, len(failures)))
-        elif last.outcome == Outcome.RETRYING.value:
+        elif last.outcome in (Outcome.RETRYING.value, Outcome.PARKED.value):
+            # A retry is scheduled, or the event waits for the state it needs:
+            # pending, until a completeness deadline says it is stuck.
             retrying.append(last)
+        elif held_after and any(s.ok and s.stage in held_after and s.end <= last.end for s in spans):
+            held.append((last, len(failures)))
         else:
             failed.append((last, len(failures)))
     failed.sort(key=lambda x: x[0].end)
     held.sort(key=lambda x: x[0].end)
+    if failed and held:
+        # One transaction, one status: the earliest step that failed for good decides.
+        if held[0][0].end < failed[0][0].end:
+            failed = []
+        else:
+            held = []
     return failed, held, retrying, absorbed
 
 
@@ -766,7 +774,7 @@ def classify(
     status, the ``error.type``, then the rule findings (stuck, latency,
     mismatch, duplicate, out of order).
     """
-    failed, held, retrying, absorbed = _stage_states(tx.spans)
+    failed, held, retrying, absorbed = _stage_states(tx.spans, policy.held_after)
     decisive: tuple[SpanSignal, int] | None = failed[0] if failed else (held[0] if held else None)
     category: FailureCategory | None = None
     decided_by = ""
@@ -812,7 +820,7 @@ def classify(
     else:
         waiting = pending(rules, tx, now) if rules else []
         if retrying:
-            waiting = [f"{s.stage} retrying after attempt {s.attempt}" for s in retrying] + waiting
+            waiting = [f"{s.stage} {s.outcome} after attempt {s.attempt}" for s in retrying] + waiting
         status = TxStatus.IN_PROGRESS if waiting else TxStatus.OK
         reason = "; ".join(waiting)
         if waiting:

@@ -326,9 +326,9 @@ PRECEDENCE_STEPS: Final = (
     "http_status",
     "error_type",
     "stuck",
-    "latency",
-    "mismatch",
     "duplicate",
+    "mismatch",
+    "latency",
     "out_of_order",
 )
 """What can decide a failing transaction's category, default order first."""
@@ -380,6 +380,10 @@ class ClassificationPolicy:
     error_types: Mapping[str, FailureCategory] = field(default_factory=lambda: dict(DEFAULT_ERROR_TYPES))
     vendor_codes: tuple[VendorCode, ...] = ()
     severity: Mapping[FailureCategory, str] = field(default_factory=lambda: dict(DEFAULT_CATEGORY_SEVERITY))
+    held_after: tuple[str, ...] = ()
+    """Stages after whose success a step that fails for good leaves the
+    transaction ``held`` rather than ``failed`` (the business effect exists
+    upstream and waits for a human, e.g. an invoice not posted to the ERP)."""
 
 
 @dataclass(frozen=True)
@@ -902,7 +906,9 @@ def _rule(
 
 
 def _classification(r: _Reader, raw: Any, path: str) -> ClassificationPolicy:
-    m = r.mapping(raw, path, ("precedence", "http_status", "error_types", "vendor_codes", "severity"))
+    m = r.mapping(
+        raw, path, ("precedence", "http_status", "error_types", "vendor_codes", "severity", "held_after")
+    )
     default = ClassificationPolicy()
     precedence = r.strings(m, "precedence", path, choices=PRECEDENCE_STEPS) or default.precedence
     http: dict[str, FailureCategory] = dict(default.http_status)
@@ -951,12 +957,16 @@ def _classification(r: _Reader, raw: Any, path: str) -> ClassificationPolicy:
                     r.bad(f"{path}.severity.{key}", f"must be one of {', '.join(SEVERITIES)}", value)
                 else:
                     severity[category] = str(value)
+    held_after = r.strings(
+        m, "held_after", path, pattern=STAGE_PATTERN, what="a stage <system>.<object>.<action>"
+    )
     return ClassificationPolicy(
         precedence=precedence,
         http_status=http,
         error_types=errors,
         vendor_codes=tuple(codes),
         severity=severity,
+        held_after=held_after,
     )
 
 
