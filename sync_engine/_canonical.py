@@ -20,8 +20,16 @@ from dataclasses import asdict, dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
 
-from sync_engine._reference import LEGAL_ENTITIES, PRODUCTS, SALES_TEAMS, LegalEntity, billing_price_id, money
-from sync_engine._wire import from_minor
+from sync_engine._reference import (
+    LEGAL_ENTITIES,
+    PRODUCTS,
+    SALES_TEAMS,
+    LegalEntity,
+    billing_price_id,
+    billing_product_id,
+    money,
+)
+from sync_engine._wire import from_minor, to_minor
 from tracer.semconv import System
 
 __all__ = [
@@ -340,10 +348,7 @@ def billing_subscription_request(
         "customer": customer_id,
         "collection_method": "send_invoice",
         "days_until_due": 30,
-        "items": [
-            {"price": billing_price_id(line.sku, contract.currency), "quantity": line.quantity}
-            for line in contract.lines
-        ],
+        "items": [_subscription_item(line, contract.currency) for line in contract.lines],
         "default_tax_rates": [tax_rate],
         "metadata": {
             "crm_opportunity_id": contract.opportunity_id,
@@ -356,8 +361,27 @@ def billing_subscription_request(
     return request
 
 
+def _subscription_item(line: ContractLine, currency: str) -> dict[str, Any]:
+    """A catalog price when the line is at list price, else an inline price
+    (``price_data``) for the negotiated amount."""
+    if PRODUCTS[line.sku].prices[currency] == line.unit_price:
+        return {"price": billing_price_id(line.sku, currency), "quantity": line.quantity}
+    return {
+        "price_data": {
+            "currency": currency.lower(),
+            "product": billing_product_id(line.sku),
+            "unit_amount": to_minor(line.unit_price),
+            "recurring": {"interval": "month"},
+        },
+        "quantity": line.quantity,
+    }
+
+
+_SKU_BY_PRODUCT: Final = {billing_product_id(sku): sku for sku in PRODUCTS}
+
+
 def _sku(price: Mapping[str, Any]) -> str:
-    return str(price.get("lookup_key") or "")
+    return str(price.get("lookup_key") or _SKU_BY_PRODUCT.get(str(price.get("product")), ""))
 
 
 def invoice_from_billing(obj: Mapping[str, Any]) -> Invoice:

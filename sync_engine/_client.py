@@ -23,7 +23,8 @@ from tracer.semconv import FailureCategory, System
 
 __all__ = ["BreakerState", "CircuitBreaker", "RateLimiter", "SystemClient"]
 
-_TRIPS_BREAKER = frozenset({FailureCategory.TRANSIENT, FailureCategory.RATE_LIMITED})
+_TRIPS_BREAKER = frozenset({FailureCategory.TRANSIENT})
+"""Rate limiting is the limiter's business (cool-down on Retry-After), not the breaker's."""
 
 
 class BreakerState(IntEnum):

@@ -60,6 +60,9 @@ class EngineConfig:
     breaker_threshold: int = 5
     """Consecutive transient failures that open a system's circuit."""
     breaker_open_seconds: float = 15.0
+    breaker_waits: int = 6
+    """How many times a step waits for an open circuit to close before it gives up
+    (waiting does not use up its retries: no call was made)."""
     park_ttl: float = 30.0
     """How long an out-of-order event waits for its predecessor before it is dead-lettered."""
     inbound_capacity: int = 10_000

@@ -12,6 +12,7 @@ target's idempotency key (or external-id upsert) makes the effect happen once.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import logging
 import random
 import time
@@ -102,6 +103,10 @@ class EngineContext:
     observations: dict[str, list[Observation]] = field(default_factory=dict)
     """What the engine itself absorbed or suffered, per correlation id."""
     spans: int = 0
+    recon_runs: dict[str, tuple[dt.datetime, float]] = field(default_factory=dict)
+    """Reconciliation runs: correlation id → (started at, monotonic start)."""
+    recon_failures: dict[str, FailureCategory] = field(default_factory=dict)
+    """Reconciliation runs in which a system could not be read, with why."""
     satisfy: Callable[[str], None] = lambda key: None
     """Called when something events may wait for has happened (``invoice:in_…#1``)."""
     requeue: Callable[[Transaction, float], None] = lambda tx, delay: None
@@ -225,9 +230,9 @@ class Flows:
         ends without success."""
         system = _system(stage)
         policy = self.ctx.config.retry
-        local = 0
+        calls = 0  # failed calls: they use up the retry budget
+        breaker_waits = 0  # rejections by an open circuit: no call was made, the budget is kept
         while True:
-            local += 1
             attempt = tx.attempts[stage.value] = tx.attempts.get(stage.value, 0) + 1
             error: DownstreamError | StepRejected | None = None
             retrying = False
@@ -246,7 +251,12 @@ class Flows:
                     result = await work(span)
                 except (DownstreamError, StepRejected) as exc:
                     error = exc
-                    retrying = exc.retryable and local < policy.max_attempts
+                    if isinstance(exc, CircuitOpenError):
+                        breaker_waits += 1
+                        retrying = breaker_waits <= self.ctx.config.breaker_waits
+                    else:
+                        calls += 1
+                        retrying = exc.retryable and calls < policy.max_attempts
                     self._record(span, exc)
                     if retrying:
                         span.set_outcome(Outcome.RETRYING)
@@ -265,7 +275,7 @@ class Flows:
             self.ctx.metrics.retry(
                 error.system if isinstance(error, DownstreamError) else system, error.category
             )
-            await self.ctx.clock.sleep(self.backoff(local, error.retry_after))
+            await self.ctx.clock.sleep(self.backoff(max(calls, 1), error.retry_after))
 
     def finish(self, tx: Transaction, state: TxState, failure: StepFailed | None = None) -> None:
         """End a transaction (COMPLETED, FAILED or HELD) and count it."""

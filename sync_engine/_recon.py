@@ -6,6 +6,7 @@ that revtrace compares across systems."""
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
@@ -224,6 +225,7 @@ def _emit(
 async def reconcile(ctx: EngineContext, today: dt.date | None = None) -> str:
     """One reconciliation run over last month and this month; returns its correlation id."""
     cid = new_correlation_id()
+    ctx.recon_runs[cid] = (dt.datetime.now(dt.UTC), time.monotonic())
     start, end, periods = _periods(today or dt.datetime.now(dt.UTC).date())
     collectors: dict[
         System, Callable[[EngineContext, dt.date, dt.date], Awaitable[dict[ObjectType, list[Row]]]]
@@ -241,6 +243,7 @@ async def reconcile(ctx: EngineContext, today: dt.date | None = None) -> str:
                 attributes={BIZ_RECON_PERIOD: periods[-1]},
             ) as span:
                 span.fail(exc.category, code=exc.code, message=exc.message, retryable=exc.retryable)
+            ctx.recon_failures[cid] = exc.category
             continue
         for object_type, rows in snapshot.items():
             _emit(ctx, cid, system, object_type, periods, rows)

@@ -25,6 +25,7 @@ __all__ = [
     "Product",
     "SalesTeam",
     "billing_price_id",
+    "billing_product_id",
     "money",
     "tax_rate_id",
 ]
@@ -124,6 +125,11 @@ CRM_ONLY_SKUS: Final = {"LEGACY-SUPPORT": ("Legacy Support Plus", Decimal(180))}
 def tax_rate_id(legal_entity: str) -> str:
     """The billing tax rate object (``txr_…``) of a legal entity's VAT/GST/sales tax."""
     return "txr_1" + hashlib.sha256(legal_entity.encode()).hexdigest()[:22]
+
+
+def billing_product_id(sku: str) -> str:
+    """The billing system's product id for ``sku`` (stable)."""
+    return "prod_" + hashlib.sha256(sku.encode()).hexdigest()[:14]
 
 
 def billing_price_id(sku: str, currency: str) -> str:

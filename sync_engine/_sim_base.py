@@ -64,6 +64,13 @@ class SimWorld:
             System.BILLING: "whsec_" + secrets.token_hex(16),
         }
         """Secrets the systems sign their events with."""
+        self.closing = asyncio.Event()
+        """Set when the simulators stop: hanging calls give up."""
+
+    async def hang(self) -> None:
+        """Hang like a stuck backend (past any client timeout), until closing."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.closing.wait(), self.clock.real(HANG_SECONDS))
 
 
 class Dispatcher:
@@ -78,22 +85,44 @@ class Dispatcher:
         self._sign = sign
         self._client = httpx.AsyncClient(timeout=httpx.Timeout(30.0), limits=httpx.Limits(max_connections=32))
         self._tasks: set[asyncio.Task[None]] = set()
+        self._last: dict[str, asyncio.Task[None]] = {}
         self.pending: Counter[str] = Counter()
         """Deliveries not yet done, per correlation id."""
         self.delivered = 0
         self.failed = 0
 
-    def send(self, body: dict[str, Any], correlation_id: str | None, delay: float = 0.0) -> None:
-        """Deliver ``body`` after ``delay`` simulated seconds."""
+    def send(
+        self,
+        body: dict[str, Any],
+        correlation_id: str | None,
+        delay: float = 0.0,
+        order_key: str | None = None,
+    ) -> asyncio.Task[None]:
+        """Deliver ``body`` after ``delay`` simulated seconds. Events with the
+        same ``order_key`` (one object's history) are delivered one after the
+        other, in the order sent; events without one may overtake."""
         key = correlation_id or ""
         self.pending[key] += 1
-        task = asyncio.create_task(self._deliver(body, key, delay), name=f"deliver:{self._system.value}")
+        after = self._last.get(order_key) if order_key is not None else None
+        task = asyncio.create_task(
+            self._deliver(body, key, delay, after), name=f"deliver:{self._system.value}"
+        )
+        if order_key is not None:
+            self._last[order_key] = task
+            task.add_done_callback(
+                lambda t: self._last.pop(order_key, None) if self._last.get(order_key) is t else None
+            )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        return task
 
-    async def _deliver(self, body: dict[str, Any], key: str, delay: float) -> None:
+    async def _deliver(
+        self, body: dict[str, Any], key: str, delay: float, after: asyncio.Task[None] | None
+    ) -> None:
         try:
             await self._world.clock.sleep(delay)
+            if after is not None and not after.done():
+                await asyncio.wait([after])
             payload = orjson.dumps(body)
             for attempt in range(self.MAX_ATTEMPTS):
                 target = self._world.webhook_targets.get(self._system)
@@ -212,7 +241,7 @@ class SimSystem(ABC):
             return self.unauthorized(expired=True)
         # timeout: hang past any client timeout; the caller has given up by the time we answer
         log.record(cid, spec.kind, self.system, planned.stage, committed=False)
-        await self.world.clock.sleep(HANG_SECONDS)
+        await self.world.hang()
         return self.unavailable(504)
 
     def spawn(self, coro: Awaitable[Any], name: str) -> None:

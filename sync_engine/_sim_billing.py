@@ -29,7 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from sync_engine._faults import PlannedFault
-from sync_engine._reference import LEGAL_ENTITIES, PRODUCTS, billing_price_id, tax_rate_id
+from sync_engine._reference import LEGAL_ENTITIES, PRODUCTS, billing_price_id, billing_product_id, tax_rate_id
 from sync_engine._scenarios import FaultKind
 from sync_engine._server import HttpServer
 from sync_engine._sim_base import HANG_SECONDS, Dispatcher, JsonResponse, SimSystem, SimWorld
@@ -86,7 +86,7 @@ class BillingSim(SimSystem):
                     "object": "price",
                     "currency": currency.lower(),
                     "unit_amount": to_minor(price),
-                    "product": "prod_" + hashlib.sha256(product.sku.encode()).hexdigest()[:14],
+                    "product": billing_product_id(product.sku),
                     "nickname": product.name,
                     "lookup_key": product.sku,
                     "recurring": {"interval": "month", "interval_count": 1},
@@ -261,7 +261,8 @@ class BillingSim(SimSystem):
         previous: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
         delay: float = 0.0,
-    ) -> dict[str, Any]:
+        ordered: bool = True,
+    ) -> asyncio.Task[None] | None:
         event: dict[str, Any] = {
             "id": self.ids.stripe("evt"),
             "object": "event",
@@ -279,11 +280,14 @@ class BillingSim(SimSystem):
         }
         if previous is not None:
             event["data"]["previous_attributes"] = previous
-        self._deliver(event, obj.get("metadata", {}).get(WEBHOOK_METADATA_CORRELATION_ID), delay)
-        return event
+        cid = obj.get("metadata", {}).get(WEBHOOK_METADATA_CORRELATION_ID)
+        return self._deliver(event, cid, delay, stream if ordered else None)
 
-    def _deliver(self, event: dict[str, Any], cid: str | None, delay: float) -> None:
-        """Send an event, applying the delivery fault planned for its transaction."""
+    def _deliver(
+        self, event: dict[str, Any], cid: str | None, delay: float, order_key: str | None
+    ) -> asyncio.Task[None] | None:
+        """Send an event (in order within its object's history), applying the
+        delivery fault planned for its transaction."""
         planned = self.world.plan.get(cid)
         log = self.world.log
         if planned is not None and not planned.state.get("delivery_fault_done"):
@@ -298,7 +302,7 @@ class BillingSim(SimSystem):
                     event_id=event["id"],
                     event_type=event["type"],
                 )
-                return
+                return None
             if kind is FaultKind.DUPLICATE_DELIVERY and planned.spec.system in (None, System.BILLING):
                 planned.state["delivery_fault_done"] = True
                 copy = dict(event)
@@ -313,10 +317,10 @@ class BillingSim(SimSystem):
                     copy_event_id=copy["id"],
                     event_type=event["type"],
                 )
-                self.dispatcher.send(event, cid, delay)
+                task = self.dispatcher.send(event, cid, delay, order_key)
                 self.dispatcher.send(copy, cid, delay + 0.3)
-                return
-        self.dispatcher.send(event, cid, delay)
+                return task
+        return self.dispatcher.send(event, cid, delay, order_key)
 
     # -- customers -----------------------------------------------------------------------------
     async def _create_customer(self, request: Request) -> Response:
@@ -368,7 +372,7 @@ class BillingSim(SimSystem):
                 committed=True,
                 customer=customer["id"],
             )
-            await self.world.clock.sleep(HANG_SECONDS)
+            await self.world.hang()
             return self.unavailable(504)
         return JsonResponse(customer)
 
@@ -519,7 +523,7 @@ class BillingSim(SimSystem):
             )
         items: list[dict[str, Any]] = []
         for i, item in enumerate(items_raw):
-            price = self.prices.get(str((item or {}).get("price", "")))
+            price = self._item_price(item or {})
             if price is None:
                 return self.error(
                     400,
@@ -571,6 +575,26 @@ class BillingSim(SimSystem):
         self._sequences[f"subscription:{sub_id}"] = 0
         self._remember(key, fingerprint, subscription)
         return JsonResponse(subscription)
+
+    def _item_price(self, item: dict[str, Any]) -> dict[str, Any] | None:
+        """A catalog price by id, or an inline one from ``price_data`` (a negotiated price)."""
+        if "price_data" not in item:
+            return self.prices.get(str(item.get("price", "")))
+        data = item["price_data"] if isinstance(item["price_data"], dict) else {}
+        product = str(data.get("product", ""))
+        nickname = next((p["nickname"] for p in self.prices.values() if p["product"] == product), None)
+        if nickname is None or not str(data.get("unit_amount", "")).isdigit():
+            return None
+        return {
+            "id": self.ids.stripe("price"),
+            "object": "price",
+            "currency": str(data.get("currency", "")).lower(),
+            "unit_amount": int(data["unit_amount"]),
+            "product": product,
+            "nickname": nickname,
+            "lookup_key": None,
+            "recurring": {"interval": "month", "interval_count": 1},
+        }
 
     # -- invoices ------------------------------------------------------------------------------
     def _tax_rate(self, subscription: dict[str, Any]) -> Decimal:
@@ -664,7 +688,9 @@ class BillingSim(SimSystem):
             self.spawn(self._finalize_later(invoice["id"]), name="finalize")
         return JsonResponse(invoice)
 
-    async def _finalize_later(self, invoice_id: str) -> None:
+    async def _finalize_later(self, invoice_id: str, after: asyncio.Task[None] | None = None) -> None:
+        if after is not None and not after.done():
+            await asyncio.wait([after])  # a renewal invoice follows the subscription's renewal
         await self.world.clock.sleep(self.event_delay.sample())
         invoice = self.invoices[invoice_id]
         customer = self.customers[invoice["customer"]]
@@ -675,6 +701,10 @@ class BillingSim(SimSystem):
         self._emit("invoice.finalized", invoice, f"invoice:{invoice_id}")
 
     # -- what the world does in billing (the workload calls these) ------------------------
+    def sequence(self, stream: str) -> int:
+        """How many events an object stream (``invoice:in_…``) has had."""
+        return self._sequences.get(stream, 0)
+
     @staticmethod
     def _with_cid(metadata: dict[str, str], cid: str, process: str) -> dict[str, str]:
         return {**metadata, WEBHOOK_METADATA_CORRELATION_ID: cid, WEBHOOK_METADATA_PROCESS: process}
@@ -763,7 +793,7 @@ class BillingSim(SimSystem):
         sub["current_period_start"] = sub["current_period_end"]
         sub["current_period_end"] = _add_month(sub["current_period_start"])
         sub["metadata"] = self._with_cid(sub["metadata"], cid, process)
-        self._emit(
+        updated = self._emit(
             "customer.subscription.updated",
             sub,
             f"subscription:{subscription_id}",
@@ -771,7 +801,7 @@ class BillingSim(SimSystem):
             delay=self.event_delay.sample(),
         )
         invoice = self._build_invoice(sub, self._with_cid({}, cid, process), "subscription_cycle")
-        self.spawn(self._finalize_later(invoice["id"]), name="finalize")
+        self.spawn(self._finalize_later(invoice["id"], after=updated), name="finalize")
         return str(invoice["id"])
 
     def change_seats(
@@ -786,14 +816,16 @@ class BillingSim(SimSystem):
         is held back by the fault's delay, so the second arrives first."""
         sub = self.subscriptions[subscription_id]
         seat = next(
-            (i for i in sub["items"]["data"] if i["price"]["lookup_key"].startswith("SEAT")),
+            (i for i in sub["items"]["data"] if "Seat" in str(i["price"]["nickname"])),
             sub["items"]["data"][-1],
         )
+        base = self.event_delay.sample()
         for n, (cid, process, quantity) in enumerate(changes):
             previous = {"items": {"data": [{"id": seat["id"], "quantity": seat["quantity"]}]}}
             seat["quantity"] = quantity
             sub["metadata"] = self._with_cid(sub["metadata"], cid, process)
-            delay = self.event_delay.sample() + n * 0.2
+            delay = base + n * 0.2
+            reordered = out_of_order is not None and len(changes) > 1 and n == 0
             if out_of_order is not None and len(changes) > 1:
                 if n == 0:
                     delay += out_of_order.spec.delay
@@ -821,6 +853,7 @@ class BillingSim(SimSystem):
                 f"subscription:{subscription_id}",
                 previous=previous,
                 delay=delay,
+                ordered=not reordered,
             )
 
     async def close(self) -> None:

@@ -234,13 +234,15 @@ class CrmSim(SimSystem):
             payload[WEBHOOK_METADATA_CORRELATION_ID] = cid
             if process is not None:
                 payload[WEBHOOK_METADATA_PROCESS] = process
-        self._publish("/data/AccountChangeEvent", payload, cid)
+        self._publish("/data/AccountChangeEvent", payload, cid, order_key=account["Id"])
 
     def _next_replay(self) -> int:
         self._replay_id += 1
         return self._replay_id
 
-    def _publish(self, channel: str, payload: dict[str, Any], cid: str | None) -> None:
+    def _publish(
+        self, channel: str, payload: dict[str, Any], cid: str | None, order_key: str | None = None
+    ) -> None:
         body: dict[str, Any] = {
             "channel": channel,
             "data": {
@@ -271,7 +273,7 @@ class CrmSim(SimSystem):
                 event_type=channel,
             )
             self.dispatcher.send(copy, cid, delay + 0.3)
-        self.dispatcher.send(body, cid, delay)
+        self.dispatcher.send(body, cid, delay, order_key)
 
     async def _query(self, request: Request) -> Response:
         _, failed = await self.gate(request, ())
@@ -288,6 +290,10 @@ class CrmSim(SimSystem):
         return JsonResponse({"totalSize": len(rows), "done": True, "records": rows})
 
     # -- what the world does in the CRM (the workload calls these) ----------------------
+    def record_sequence(self, record_id: str) -> int:
+        """How many change events a record has had."""
+        return self._record_sequence.get(record_id, 0)
+
     def create_account(self, fields: dict[str, Any]) -> str:
         """A sales rep creates an account; returns its id."""
         return str(self._new("Account", {"Payment_Status__c": "Current", **fields})["Id"])

@@ -60,6 +60,7 @@ class Simulators:
 
     async def stop(self) -> None:
         """Cancel background work and stop the services."""
+        self.world.closing.set()
         for sim in (self.crm, self.billing, self.erp):
             await sim.close()
         for sim in (self.crm, self.billing, self.erp):

@@ -99,6 +99,7 @@ class Observation:
     category: FailureCategory | None
     stage: Stage | None
     detail: str = ""
+    at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
 
 @dataclass
