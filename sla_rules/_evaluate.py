@@ -125,6 +125,24 @@ def _completeness(rule: CompletenessRule, stats: TransactionStats, now: float) -
     for tx in stats.transactions:
         if not _applies(rule, tx):
             continue
+        if rule.idle:
+            _, _, waiting, _ = _stage_states(tx.spans)
+            idle = now - tx.last_seen
+            if waiting and idle > rule.within:
+                span = waiting[0]
+                out.append(
+                    _tx_finding(
+                        rule,
+                        tx,
+                        rule.category,
+                        f"{span.stage} has been {span.outcome or 'pending'} with nothing new for "
+                        f"{format_seconds(idle)} (limit {format_seconds(rule.within)})",
+                        value=idle,
+                        objective=rule.within,
+                        evidence={"stage": span.stage, "span": span.brief(), "idle_s": round(idle, 3)},
+                    )
+                )
+            continue
         start = tx.first_ok(rule.after)
         if start is None:
             continue

@@ -203,6 +203,8 @@ def plan_facts(rules: Sequence[Rule]) -> FactsPlan:
     for k, rule in enumerate(rules):
         if isinstance(rule, CompletenessRule | LatencyRule):
             if isinstance(rule, CompletenessRule):
+                if rule.idle:
+                    continue  # pending work is a span that is not ok: already dirty
                 a, b, limit = plan.stage(rule.after), plan.stage(rule.expect), rule.within
             elif rule.deadline is not None and rule.per == "transaction":
                 a, b, limit = plan.stage(rule.from_stage), plan.stage(rule.to_stage), rule.deadline

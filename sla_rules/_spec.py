@@ -202,6 +202,9 @@ class CompletenessRule(RuleBase):
     after: str = ""
     expect: str = ""
     within: float = 0.0
+    idle: bool = False
+    """``idle: true`` instead of after/expect: a transaction with work pending (a
+    retry scheduled, an event parked) and no new span for ``within`` is stuck."""
 
 
 @dataclass(frozen=True)
@@ -722,7 +725,7 @@ _COMMON_KEYS: Final = (
 )
 _KIND_KEYS: Final[dict[str, tuple[str, ...]]] = {
     "latency": ("from", "to", "per", "deadline", "objectives"),
-    "completeness": ("after", "expect", "within"),
+    "completeness": ("after", "expect", "within", "idle"),
     "success_rate": ("stage", "system", "vendor", "objective", "window", "min_events", "unit"),
     "error_rate": ("stage", "system", "vendor", "threshold", "window", "min_events", "unit"),
     "duplicate": ("stages", "key", "threshold", "window"),
@@ -789,11 +792,15 @@ def _rule(
     if kind == "completeness":
         if "within" not in m:
             r.bad(f"{path}.within", "is required")
+        idle = r.boolean(m, "idle", path, False)
+        if idle and ("after" in m or "expect" in m):
+            r.bad(path, "an idle completeness rule takes no after/expect")
         return CompletenessRule(
             **common,
-            after=r.stage(m, "after", path, required=True),
-            expect=r.stage(m, "expect", path, required=True),
+            after=r.stage(m, "after", path, required=not idle),
+            expect=r.stage(m, "expect", path, required=not idle),
             within=r.duration(m, "within", path, 3600.0),
+            idle=idle,
         )
     if kind in ("success_rate", "error_rate"):
         key = "objective" if kind == "success_rate" else "threshold"
