@@ -49,7 +49,8 @@ class TxStatus:
     STUCK: Final = "stuck"
     HELD: Final = "held"
     ALL: Final = ("ok", "in_progress", "failed", "stuck", "held")
-    OPEN: Final = ("in_progress", "stuck", "held")
+    OPEN: Final = ("in_progress",)
+    """Statuses that time alone can change (a deadline passes): re-evaluated every tick."""
 
 
 @dataclass(frozen=True)

@@ -44,4 +44,6 @@ def check_golden(path: Path, actual: Any) -> None:
         path.write_text(text)
         return
     expected = path.read_text()
-    assert json.loads(text) == json.loads(expected), f"{path.name} differs (REVTRACE_REGEN_GOLDEN=1 rewrites it)"
+    assert json.loads(text) == json.loads(expected), (
+        f"{path.name} differs (REVTRACE_REGEN_GOLDEN=1 rewrites it)"
+    )

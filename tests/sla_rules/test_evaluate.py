@@ -93,7 +93,9 @@ def test_golden_evaluation(source: Path) -> None:
 
 
 def _tx(*spans: SpanSignal, cid: str = "c1", process: str = "quote_to_cash") -> TransactionFacts:
-    return TransactionFacts(cid, process, "ACME-DE", "EMEA", spans[0].start, spans[-1].end, spans[-1].stage, spans)
+    return TransactionFacts(
+        cid, process, "ACME-DE", "EMEA", spans[0].start, spans[-1].end, spans[-1].stage, spans
+    )
 
 
 def _span(stage: str, at: float, **kw: Any) -> SpanSignal:
@@ -121,7 +123,11 @@ def test_a_retry_that_succeeds_absorbs_the_failure() -> None:
     ("span", "category", "decided_by"),
     [
         (dict(error_category="auth", http_status=503), "auth", "explicit"),
-        (dict(http_status=503, error_code="INVALID_KEY_OR_REF", vendor="netsuite"), "transient", "http_status"),
+        (
+            dict(http_status=503, error_code="INVALID_KEY_OR_REF", vendor="netsuite"),
+            "transient",
+            "http_status",
+        ),
         (dict(http_status=422), "mapping", "http_status"),
         (dict(http_status=504), "transient", "http_status"),
         (dict(error_type="ConnectTimeout"), "transient", "error_type"),
@@ -129,7 +135,9 @@ def test_a_retry_that_succeeds_absorbs_the_failure() -> None:
     ],
 )
 def test_precedence_of_span_evidence(span: dict[str, Any], category: str, decided_by: str) -> None:
-    tx = _tx(_span("crm.order.approve", 0), _span("billing.customer.upsert", 5, outcome="dead_lettered", **span))
+    tx = _tx(
+        _span("crm.order.approve", 0), _span("billing.customer.upsert", 5, outcome="dead_lettered", **span)
+    )
     v = classify(tx, [], POLICY, RULES, 100)
     assert (v.status, v.category, v.evidence["decided_by"]) == ("failed", category, decided_by)
 
@@ -138,8 +146,12 @@ def test_vendor_codes_from_the_policy() -> None:
     doc = yaml.safe_load((TESTDATA / "in-full.yaml").read_text())
     policy = load_rules(TESTDATA / "in-full.yaml").classification
     assert doc["classification"]["vendor_codes"][0]["code"] == "INVALID_KEY_OR_REF"
-    tx = _tx(_span("erp.invoice.post", 0, outcome="failed", error_code="invalid_key_or_ref", vendor="netsuite"))
-    precedence_without_http = type(policy)(**{**policy.__dict__, "precedence": ("vendor_code", "http_status")})
+    tx = _tx(
+        _span("erp.invoice.post", 0, outcome="failed", error_code="invalid_key_or_ref", vendor="netsuite")
+    )
+    precedence_without_http = type(policy)(
+        **{**policy.__dict__, "precedence": ("vendor_code", "http_status")}
+    )
     v = classify(tx, [], precedence_without_http, [], 10)
     assert (v.category, v.evidence["decided_by"]) == ("master_data", "vendor_code")
 

@@ -22,7 +22,11 @@ def test_golden_rules(source: Path) -> None:
 
 
 def _expected(path: Path) -> list[str]:
-    return [line.split("expect:", 1)[1].strip() for line in path.read_text().splitlines() if line.startswith("# expect:")]
+    return [
+        line.split("expect:", 1)[1].strip()
+        for line in path.read_text().splitlines()
+        if line.startswith("# expect:")
+    ]
 
 
 @pytest.mark.parametrize("source", BAD, ids=lambda p: p.stem)
@@ -82,7 +86,8 @@ def test_unknown_pack() -> None:
 
 
 @pytest.mark.parametrize(
-    ("text", "seconds"), [(90, 90.0), ("90s", 90.0), ("5m", 300.0), ("4h", 14400.0), ("1d", 86400.0), ("250ms", 0.25)]
+    ("text", "seconds"),
+    [(90, 90.0), ("90s", 90.0), ("5m", 300.0), ("4h", 14400.0), ("1d", 86400.0), ("250ms", 0.25)],
 )
 def test_durations(text: object, seconds: float) -> None:
     assert parse_duration(text) == seconds
