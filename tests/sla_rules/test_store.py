@@ -150,7 +150,7 @@ def test_window_rules_measure_and_fire(store: Store, now: float) -> None:
         )  # fmt: skip
     insert_spans(store, spans)
     evaluator = Evaluator(store, builtin_pack(), clock=lambda: now)
-    findings, points = evaluator.window(builtin_pack().rule("customer-sync-success-rate"))
+    findings, _points = evaluator.window(builtin_pack().rule("customer-sync-success-rate"))
     assert len(findings) == 1 and findings[0].value == pytest.approx(87.5)
     assert findings[0].correlation_ids
     burn, burn_points = evaluator.window(builtin_pack().rule("customer-sync-slo"))
