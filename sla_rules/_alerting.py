@@ -470,7 +470,9 @@ def dispatch(
         if state is None:
             if not firing:
                 continue
-            state = _GroupState(key, route.receiver, labels, now, 0.0, [], 0)
+            # The group was born with its first alert, not when this pass saw it.
+            born = min((a.starts_at for a in members if a.status == FIRING and a.starts_at), default=now)
+            state = _GroupState(key, route.receiver, labels, min(born, now), 0.0, [], 0)
             state_rows[key] = _group_row(state, now)
         if not due(state, firing, route, now):
             continue
