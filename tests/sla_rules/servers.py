@@ -7,7 +7,7 @@ import json
 import socket
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -141,10 +141,8 @@ def smtp_sink(port: int = 0) -> Iterator[SmtpSink]:
                 return
             with conn:
                 conn.settimeout(5)
-                try:
+                with suppress(OSError):
                     session(conn)
-                except OSError:
-                    pass
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
