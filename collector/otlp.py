@@ -35,6 +35,7 @@ __all__ = [
     "RowBatch",
     "decode_metrics",
     "decode_traces",
+    "format_timestamp",
     "metrics_to_rows",
     "traces_to_rows",
 ]
@@ -304,7 +305,9 @@ def _ts(nanos: int) -> str:
     if nanos > _MAX_NANOS:
         raise _LimitError(f"timestamp {nanos} ns is past what DateTime64(9) holds (2262)")
     seconds, rest = divmod(int(nanos), 1_000_000_000)
-    return f"{seconds}.{rest:09d}"
+    # Ten digits of seconds: ClickHouse reads a shorter number before the dot
+    # as a date ("5.000000001" fails), a zero-padded one as a Unix time.
+    return f"{seconds:010d}.{rest:09d}"
 
 
 def _hex_id(raw: bytes, size: int, what: str, required: bool) -> str:
@@ -324,6 +327,11 @@ def _hex_id(raw: bytes, size: int, what: str, required: bool) -> str:
 def _resource_info(resource: Any, limits: Limits) -> tuple[dict[str, str], str]:
     attrs = _attributes(resource.attributes, limits, len(resource.attributes))
     return attrs, attrs.get("service.name", "")
+
+
+def format_timestamp(nanos: int) -> str:
+    """Unix nanoseconds as ClickHouse reads a ``DateTime64(9)`` from JSON text."""
+    return _ts(nanos)
 
 
 # --- traces -----------------------------------------------------------------------

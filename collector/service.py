@@ -25,7 +25,7 @@ from collector.grpc_server import GrpcReceiver
 from collector.http import OTLPHttpApp
 from collector.ingest import Ingest
 from collector.migrations import RenderOptions, apply_retention, migrate
-from collector.otlp import Limits
+from collector.otlp import Limits, format_timestamp
 from collector.spool import Spool
 from collector.store import Store, open_store
 from collector.writer import Writer
@@ -339,8 +339,8 @@ def _metric_row(
         "ResourceAttributes": {"service.name": SELF_SERVICE_NAME},
         "MetricName": name,
         "Attributes": attributes,
-        "StartTimeUnix": f"{start_ns // 10**9}.{start_ns % 10**9:09d}",
-        "TimeUnix": f"{now_ns // 10**9}.{now_ns % 10**9:09d}",
+        "StartTimeUnix": format_timestamp(start_ns),
+        "TimeUnix": format_timestamp(now_ns),
         "Value": float(value),
     }
     if monotonic:

@@ -101,7 +101,75 @@ def up(host: str | None, http_port: int | None, grpc_port: int | None, dashboard
     sidecar.run_until_signal(on_ready=ready)
 
 
-def _roles(dashboard_port: int | None) -> list[Any]:
+@cli.command()
+@_collector_options
+@click.option(
+    "--dashboard-port",
+    envvar="REVTRACE_DASHBOARD_PORT",
+    type=int,
+    default=None,
+    help="Dashboard port. [8501]",
+)
+@click.option(
+    "--rate", type=float, default=3.0, show_default=True, help="Business scenarios started per second."
+)
+@click.option(
+    "--profile", default="default", show_default=True, help="Fault profile of the simulated systems."
+)
+@click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same traffic).")
+@click.option("--duration", type=float, default=None, help="Seconds of traffic, then a summary and exit.")
+@click.option("--headless", is_flag=True, help="No dashboard (for scripts; use with --duration).")
+@click.option("--json", "as_json", is_flag=True, help="Print the summary of a bounded run as JSON.")
+def demo(
+    host: str | None,
+    http_port: int | None,
+    grpc_port: int | None,
+    dashboard_port: int | None,
+    rate: float,
+    profile: str,
+    seed: int,
+    duration: float | None,
+    headless: bool,
+    as_json: bool,
+) -> None:
+    """revtrace up plus the reference sync engine with simulated CRM, billing and ERP and injected faults."""
+    import json
+
+    from collector.service import CollectorConfig
+    from revtrace.demo import DemoOptions, run_demo
+
+    config = CollectorConfig.from_env(host=host, http_port=http_port, grpc_port=grpc_port)
+    options = DemoOptions(rate_per_s=rate, profile=profile, seed=seed, duration_s=duration, headless=headless)
+
+    def ready(sidecar: Any, workload: Any) -> None:
+        c = sidecar.collector
+        click.echo(
+            f"revtrace demo: OTLP/HTTP {c.http_endpoint}  OTLP/gRPC {config.host}:{c.grpc_port}", err=True
+        )
+        for role in sidecar.roles:
+            click.echo(f"{role.name}: {getattr(role, 'url', '')}", err=True)
+        click.echo(f"sync engine: {workload.engine_url} (profile {profile}, {rate:g} scenarios/s)", err=True)
+        if duration is None:
+            click.echo("Open the dashboard; Ctrl-C stops.", err=True)
+        else:
+            click.echo(f"running for {duration:g} s…", err=True)
+
+    result = run_demo(config, options, _roles(dashboard_port, dashboard=not headless), on_ready=ready)
+    if result is None:
+        return
+    if as_json:
+        click.echo(json.dumps(result.summary, indent=2, default=str))
+        return
+    summary = result.summary
+    click.echo(
+        f"transactions: {summary.get('transactions', '?')}  spans stored: {summary.get('spans_stored', 0)}"
+    )
+    click.echo(f"ground truth: {result.ground_truth}")
+    click.echo("what was injected vs what revtrace reported, per category:")
+    click.echo(result.score_table)
+
+
+def _roles(dashboard_port: int | None, *, dashboard: bool = True) -> list[Any]:
     """The roles that run beside the collector in ``up``."""
     from dashboard.server import role_factory as dashboard_role
 
@@ -109,7 +177,8 @@ def _roles(dashboard_port: int | None) -> list[Any]:
     from sla_rules import EvaluatorRole
 
     roles.append(EvaluatorRole)
-    roles.append(dashboard_role(port=dashboard_port))
+    if dashboard:
+        roles.append(dashboard_role(port=dashboard_port))
     return roles
 
 

@@ -116,3 +116,16 @@ def test_business_views_fill_from_otel_traces(store: Store) -> None:
         " FROM revtrace_correlations GROUP BY CorrelationId"
     ).rows
     assert summary == [("q2c-0001", 1, 1, ["billing.invoice.create"], "quote_to_cash")]
+
+
+@pytest.mark.parametrize("nanos", [0, 1, 5_000_000_001, 999_999_999_500_000_000, 2**63 - 1])
+def test_any_representable_timestamp_loads_into_the_store(store: Store, nanos: int) -> None:
+    """Gauges commonly have start time 0; early Unix times must not read as dates."""
+    document = json.loads((DATA / "in-metrics.json").read_text())
+    point = document["resourceMetrics"][0]["scopeMetrics"][0]["metrics"][0]["gauge"]["dataPoints"][0]
+    point["startTimeUnixNano"] = str(nanos)
+    point["timeUnixNano"] = str(nanos)
+    batch = metrics_to_rows(decode_metrics(json.dumps(document).encode(), "application/json"))
+    store.insert_raw("otel_metrics_gauge", batch.payload("otel_metrics_gauge"))
+    stored = store.query("SELECT toUnixTimestamp64Nano(TimeUnix) FROM otel_metrics_gauge").scalar()
+    assert stored == nanos

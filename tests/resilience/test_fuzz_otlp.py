@@ -66,7 +66,12 @@ _json_values = st.recursive(
 
 
 def _otlp_like() -> st.SearchStrategy[dict[str, Any]]:
-    hexes = st.text("0123456789abcdef", min_size=0, max_size=34)
+    # Mostly well-formed ids (so spans get as far as the store), sometimes not.
+    hexes = st.one_of(
+        st.binary(min_size=16, max_size=16).map(bytes.hex),
+        st.binary(min_size=8, max_size=8).map(bytes.hex),
+        st.text("0123456789abcdef", min_size=0, max_size=34),
+    )
     attribute = st.fixed_dictionaries(
         {
             "key": st.text(max_size=12),
@@ -95,8 +100,13 @@ def _otlp_like() -> st.SearchStrategy[dict[str, Any]]:
             "parentSpanId": hexes,
             "name": _json_values,
             "kind": st.integers(-2, 9),
-            "startTimeUnixNano": st.one_of(st.integers(-(2**63), 2**64), st.text(max_size=22)),
-            "endTimeUnixNano": st.integers(0, 2**64),
+            "startTimeUnixNano": st.one_of(
+                st.integers(0, 2**64 - 1),
+                st.integers(0, 10**12),
+                st.integers(-(2**63), 2**64),
+                st.text(max_size=22),
+            ),
+            "endTimeUnixNano": st.one_of(st.integers(0, 2**64 - 1), st.integers(0, 10**10)),
             "attributes": st.lists(attribute, max_size=5),
             "events": st.lists(
                 st.fixed_dictionaries(
