@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install demo up test test-fast lint typecheck fmt bench resilience browser clean
+.PHONY: help install demo up test test-fast lint fmt bench resilience soak browser clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -45,6 +45,12 @@ fmt: $(STAMP) ## Format the code with ruff
 
 bench: $(STAMP) ## Benchmarks: ratios against a baseline measured in the same run
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+resilience: $(STAMP) ## The resilience suite: faults, bad input, load, access (bounded in time)
+	$(BIN)/pytest tests/resilience -q $(PYTEST_ARGS)
+
+soak: $(STAMP) ## The resilience suite with the long soak runs
+	REVTRACE_SOAK=1 $(BIN)/pytest tests/resilience -q $(PYTEST_ARGS)
 
 clean: ## Remove the virtual environment and local data
 	rm -rf $(VENV) .revtrace artifacts .mypy_cache .ruff_cache .pytest_cache
