@@ -1,0 +1,133 @@
+"""Fixtures of the deployment tests: the chDB HTTP server (a real ClickHouse HTTP
+endpoint in its own process) and helpers to run ``revtrace`` roles as processes."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from deploy.chdb_http import ChdbHttpServer, ServerConfig, ServerUser
+
+REPO = Path(__file__).resolve().parents[2]
+REVTRACE = str(Path(sys.executable).with_name("revtrace"))
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def new_server(tmp: Path, http_port: int = 0, **overrides: Any) -> ChdbHttpServer:
+    """A chDB HTTP server (not started) with an admin and a read-only user under ``tmp``."""
+    config = ServerConfig(
+        data_dir=str(tmp / "data"),
+        http_port=http_port or free_port(),
+        users=(
+            ServerUser("revtrace", secrets.token_urlsafe(12)),
+            ServerUser("grafana", secrets.token_urlsafe(12), readonly=True),
+        ),
+        **overrides,
+    )
+    return ChdbHttpServer(config, tmp / "home")
+
+
+@pytest.fixture(scope="module")
+def chdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbHttpServer]:
+    """A running chDB HTTP server, shared by a test module."""
+    server = new_server(tmp_path_factory.mktemp("chdb-http"))
+    server.start()
+    yield server
+    server.stop()
+
+
+def role_env(server: ChdbHttpServer, database: str, data_dir: Path, **extra: str) -> dict[str, str]:
+    """The environment of a ``revtrace`` role process using ``server``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("REVTRACE_")}
+    env.update(
+        {
+            "REVTRACE_CLICKHOUSE_URL": server.url(database=database),
+            "REVTRACE_CLICKHOUSE_PASSWORD": server.config.admin.password,
+            "REVTRACE_DATA_DIR": str(data_dir),
+            "REVTRACE_TTL_DAYS": "0",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
+    env.update(extra)
+    return env
+
+
+def run_cli(
+    args: list[str], env: Mapping[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``revtrace ARGS`` to completion."""
+    return subprocess.run(
+        [REVTRACE, *args],
+        env=dict(env),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+class Role:
+    """A long-running ``revtrace`` role in its own process, logging to a file."""
+
+    def __init__(self, name: str, args: list[str], env: Mapping[str, str], log_dir: Path) -> None:
+        self.name = name
+        self.log_path = log_dir / f"{name}.log"
+        self._log = open(self.log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.process = subprocess.Popen(
+            [REVTRACE, *args],
+            env=dict(env),
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+
+    def log(self) -> str:
+        """Everything the process printed so far."""
+        return self.log_path.read_text(errors="replace")
+
+    def wait_http(self, url: str, timeout: float = 60.0) -> httpx.Response:
+        """Poll ``url`` until it answers 200; fail with the process's log otherwise."""
+        deadline = time.monotonic() + timeout
+        last = ""
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                pytest.fail(f"{self.name} exited with {self.process.returncode}:\n{self.log()[-3000:]}")
+            try:
+                response = httpx.get(url, timeout=2)
+                if response.status_code == 200:
+                    return response
+                last = f"{response.status_code} {response.text[:200]}"
+            except httpx.HTTPError as exc:
+                last = str(exc)
+            time.sleep(0.2)
+        pytest.fail(f"{self.name}: {url} did not answer 200 in {timeout:g} s ({last}):\n{self.log()[-3000:]}")
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM, wait, return the exit status (SIGKILL after ``timeout``)."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(10)
+        self._log.close()
+        return int(self.process.returncode)

@@ -1,0 +1,150 @@
+"""The chDB HTTP server: a real ClickHouse HTTP endpoint over an embedded data
+directory, in its own process, started with ``SYSTEM START LISTEN HTTP`` and
+stopped with ``KILL QUERY``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+
+from collector.store import Store, StoreLockedError, parse_store_url
+from deploy import chdb_http
+from deploy.chdb_http import ChdbHttpServer, ServerConfig, ServerError, ServerUser
+from tests.deploy.conftest import free_port, new_server
+
+
+def _http(server: ChdbHttpServer, user: str, password: str, sql: str) -> httpx.Response:
+    host, port = server.config.local_host, server.config.http_port
+    return httpx.post(f"http://{host}:{port}/", content=sql.encode(), auth=(user, password), timeout=10)
+
+
+def _store(server: ChdbHttpServer, user: ServerUser, database: str) -> Store:
+    config = parse_store_url(server.url(user, database, with_password=True))
+    return Store(config)
+
+
+def test_clickhouse_connect_reads_and_writes_through_the_admin_user(chdb_server: ChdbHttpServer) -> None:
+    store = _store(chdb_server, chdb_server.config.admin, "t_rw")
+    try:
+        store.command("CREATE TABLE IF NOT EXISTS kv (k String, v UInt32) ENGINE = MergeTree ORDER BY k")
+        store.insert_rows("kv", [("a", 1), ("b", 2)], ["k", "v"])
+        assert store.query("SELECT sum(v) FROM kv WHERE k != {k:String}", {"k": "zz"}).scalar() == 3
+        assert store.query("SELECT timezone()").scalar() == "UTC"  # the store's session settings apply
+    finally:
+        store.close()
+
+
+def test_the_readonly_user_reads_sets_max_execution_time_and_nothing_else(
+    chdb_server: ChdbHttpServer,
+) -> None:
+    admin = chdb_server.config.admin
+    reader = chdb_server.config.users[1]
+    assert (
+        _http(chdb_server, admin.name, admin.password, "CREATE DATABASE IF NOT EXISTS ro_t").status_code
+        == 200
+    )
+    created = _http(
+        chdb_server, admin.name, admin.password, "CREATE TABLE IF NOT EXISTS ro_t.x (a UInt8) ENGINE = Memory"
+    )
+    assert created.status_code == 200, created.text
+    host, port = chdb_server.config.local_host, chdb_server.config.http_port
+    # The Grafana plugin's client sets max_execution_time on every query.
+    ok = httpx.get(
+        f"http://{host}:{port}/",
+        params={"query": "SELECT getSetting('max_execution_time')", "max_execution_time": "17"},
+        auth=(reader.name, reader.password),
+        timeout=10,
+    )
+    assert (ok.status_code, ok.text.strip()) == (200, "17")
+    for sql in ("INSERT INTO ro_t.x VALUES (1)", "DROP TABLE ro_t.x", "SELECT 1 SETTINGS max_threads = 1"):
+        refused = _http(chdb_server, reader.name, reader.password, sql)
+        assert refused.status_code != 200 and "READONLY" in refused.text, (sql, refused.text)
+    assert _http(chdb_server, admin.name, admin.password, "SELECT count() FROM ro_t.x").text.strip() == "0"
+
+
+def test_logins_need_the_right_password_and_default_can_do_nothing(chdb_server: ChdbHttpServer) -> None:
+    admin = chdb_server.config.admin
+    wrong = _http(chdb_server, admin.name, admin.password + "x", "SELECT 1")
+    assert wrong.status_code != 200 and "AUTHENTICATION_FAILED" in wrong.text
+    # `default` is the engine's own session user (no password): it may keep the
+    # listener running and nothing more.
+    assert _http(chdb_server, "default", "", "SELECT 1").status_code == 200
+    assert (
+        _http(chdb_server, admin.name, admin.password, "CREATE DATABASE IF NOT EXISTS hidden").status_code
+        == 200
+    )
+    assert "hidden" not in _http(chdb_server, "default", "", "SHOW DATABASES").text
+    for sql in (
+        "CREATE DATABASE evil",
+        "CREATE TABLE hidden.t (a UInt8) ENGINE = Memory",
+        "SELECT count() FROM ro_t.x",
+    ):
+        response = _http(chdb_server, "default", "", sql)
+        assert response.status_code != 200 and "ACCESS_DENIED" in response.text, (sql, response.text)
+
+
+def test_the_data_directory_is_locked_against_the_embedded_store(
+    chdb_server: ChdbHttpServer, tmp_path: Path
+) -> None:
+    with pytest.raises(StoreLockedError, match="in use by another process"):
+        Store(parse_store_url(f"chdb://{chdb_server.config.data_dir}"))
+    second = ChdbHttpServer(
+        ServerConfig(chdb_server.config.data_dir, free_port(), chdb_server.config.users), tmp_path / "home"
+    )
+    with pytest.raises(ServerError, match=r"exited with 1: .*in use by another process \(pid \d+\)"):
+        second.start(timeout=30)
+    assert chdb_server.query("SELECT 1").strip() == "1"  # the first server is unharmed
+
+
+def test_stop_is_clean_and_the_data_survives_a_restart(tmp_path: Path) -> None:
+    server = new_server(tmp_path)
+    server.start()
+    server.query("CREATE TABLE default.kept (n UInt64) ENGINE = MergeTree ORDER BY n")
+    server.query("INSERT INTO default.kept SELECT number FROM numbers(1000)")
+    assert server.stop() == 0
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{server.config.http_port}/ping", timeout=2)
+    server.start()
+    try:
+        assert server.query("SELECT sum(n) FROM default.kept").strip() == str(sum(range(1000)))
+    finally:
+        assert server.stop() == 0
+
+
+def test_a_taken_port_fails_fast_with_the_engines_reason(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = new_server(tmp_path, http_port=taken.getsockname()[1])
+        with pytest.raises(ServerError, match="Address already in use"):
+            server.start(timeout=30)
+
+
+def test_config_is_validated_and_written_private(tmp_path: Path) -> None:
+    with pytest.raises(ServerError) as info:
+        ServerConfig(
+            str(tmp_path), 70000, (ServerUser("default", "", readonly=True), ServerUser("default", "x"))
+        )
+    message = str(info.value)
+    for problem in ("must be the read-write admin", "needs a password", "unique", "engine's own", "1..65535"):
+        assert problem in message
+    config = ServerConfig(str(tmp_path / "d"), 8123, (ServerUser("rw", "p<&>"),), keep_alive_timeout=3)
+    directory = chdb_http.write_config(config, tmp_path / "home")
+    for name in ("config.xml", "users.xml", chdb_http.CONFIG_NAME):
+        assert (directory / name).stat().st_mode & 0o077 == 0
+    assert "<keep_alive_timeout>3</keep_alive_timeout>" in (directory / "config.xml").read_text()
+    assert "<password>p&lt;&amp;&gt;</password>" in (directory / "users.xml").read_text()
+    assert ServerConfig.from_json(config.to_json()) == config
+
+
+def test_an_unverified_chdb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    import chdb
+
+    monkeypatch.setattr(chdb, "__version__", "9.9.9")
+    with pytest.raises(ServerError, match=r"not the verified chdb 4\.4\.0"):
+        chdb_http._check_chdb(allow_unverified=False)
+    chdb_http._check_chdb(allow_unverified=True)
