@@ -76,6 +76,7 @@ __all__ = [
     "parse_duration",
     "parse_rules",
     "resolve_env",
+    "scale_durations",
 ]
 
 SPEC_VERSION: Final = "revtrace/v1"
@@ -1254,3 +1255,52 @@ def builtin_pack(name: str = "quote_to_cash") -> RuleSet:
     entry = resources.files("sla_rules.packs").joinpath(f"{name}.yaml")
     source = f"sla_rules/packs/{name}.yaml"
     return parse_rules(_read_yaml(entry.read_text(encoding="utf-8"), source), source)
+
+
+_DURATION_FIELDS: Final = frozenset(
+    {
+        "interval",
+        "deadline",
+        "threshold",
+        "window",
+        "within",
+        "period",
+        "long",
+        "short",
+        "lookback",
+        "lateness",
+        "alert_horizon",
+        "group_wait",
+        "group_interval",
+        "repeat_interval",
+    }
+)
+
+
+def scale_durations(ruleset: RuleSet, factor: float) -> RuleSet:
+    """Every duration of the rule set multiplied by ``factor``: the rules for a
+    workload whose clock runs ``1/factor`` times faster (the reference sync
+    engine's ``time_scale``). Percent thresholds and counts are unchanged."""
+    import dataclasses
+
+    def scale(obj: Any) -> Any:
+        if isinstance(obj, tuple):
+            return tuple(scale(x) for x in obj)
+        if not dataclasses.is_dataclass(obj) or isinstance(obj, type):
+            return obj
+        changes: dict[str, Any] = {}
+        for f in dataclasses.fields(obj):
+            value = getattr(obj, f.name)
+            if f.name in _DURATION_FIELDS and isinstance(value, float) and not _is_percent(obj, f.name):
+                changes[f.name] = value * factor
+            elif isinstance(value, tuple) or dataclasses.is_dataclass(value):
+                changes[f.name] = scale(value)
+        return dataclasses.replace(obj, **changes)
+
+    scaled: RuleSet = scale(ruleset)
+    return scaled
+
+
+def _is_percent(obj: Any, name: str) -> bool:
+    # RateRule and DuplicateRule thresholds are percentages, not durations.
+    return name == "threshold" and isinstance(obj, RateRule | DuplicateRule)
