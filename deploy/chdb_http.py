@@ -113,6 +113,8 @@ class ServerUser:
     password: str
     readonly: bool = False
     networks: tuple[str, ...] = _LOOPBACK
+    grants: tuple[str, ...] = ()
+    """``GRANT`` statements limiting what the user may do (empty: everything its profile allows)."""
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,13 @@ class ServerConfig:
         """The inverse of :meth:`to_json`."""
         raw: dict[str, Any] = json.loads(text)
         raw["users"] = tuple(
-            ServerUser(u["name"], u["password"], bool(u["readonly"]), tuple(u["networks"]))
+            ServerUser(
+                u["name"],
+                u["password"],
+                bool(u["readonly"]),
+                tuple(u["networks"]),
+                tuple(u.get("grants", ())),
+            )
             for u in raw["users"]
         )
         raw["remote_servers"] = {
@@ -256,8 +264,12 @@ def _users_xml(config: ServerConfig) -> str:
             f"            <networks>{_networks(networks)}</networks>",
             f"            <profile>{'readonly' if user.readonly else 'default'}</profile>",
             "            <quota>default</quota>",
-            f"        </{user.name}>",
         ]
+        if user.grants:
+            lines.append("            <grants>")
+            lines += [f"                <query>{escape(g)}</query>" for g in user.grants]
+            lines.append("            </grants>")
+        lines.append(f"        </{user.name}>")
     lines += ["    </users>", "</clickhouse>"]
     return "\n".join(lines) + "\n"
 

@@ -37,6 +37,7 @@ def new_server(tmp: Path, http_port: int = 0, **overrides: Any) -> ChdbHttpServe
         users=(
             ServerUser("revtrace", secrets.token_urlsafe(12)),
             ServerUser("grafana", secrets.token_urlsafe(12), readonly=True),
+            ServerUser("viewer", secrets.token_urlsafe(12), grants=("GRANT SELECT ON revtrace.*",)),
         ),
         **overrides,
     )

@@ -64,6 +64,24 @@ def test_the_readonly_user_reads_sets_max_execution_time_and_nothing_else(
     assert _http(chdb_server, admin.name, admin.password, "SELECT count() FROM ro_t.x").text.strip() == "0"
 
 
+def test_a_user_with_grants_may_do_only_what_they_allow(chdb_server: ChdbHttpServer) -> None:
+    admin, viewer = chdb_server.config.admin, chdb_server.config.users[2]
+    for sql in (
+        "CREATE DATABASE IF NOT EXISTS revtrace",
+        "CREATE TABLE IF NOT EXISTS revtrace.v (a UInt8) ENGINE = MergeTree ORDER BY a",
+        "INSERT INTO revtrace.v VALUES (7)",
+    ):
+        assert _http(chdb_server, admin.name, admin.password, sql).status_code == 200
+    # Unlike a readonly profile, grants leave settings alone (clients set session_timezone).
+    read = _http(
+        chdb_server, viewer.name, viewer.password, "SELECT sum(a) FROM revtrace.v SETTINGS max_threads = 1"
+    )
+    assert (read.status_code, read.text.strip()) == (200, "7")
+    for sql in ("INSERT INTO revtrace.v VALUES (1)", "DROP TABLE revtrace.v", "SELECT count() FROM ro_t.x"):
+        refused = _http(chdb_server, viewer.name, viewer.password, sql)
+        assert refused.status_code != 200 and "ACCESS_DENIED" in refused.text, (sql, refused.text)
+
+
 def test_logins_need_the_right_password_and_default_can_do_nothing(chdb_server: ChdbHttpServer) -> None:
     admin = chdb_server.config.admin
     wrong = _http(chdb_server, admin.name, admin.password + "x", "SELECT 1")
@@ -132,12 +150,19 @@ def test_config_is_validated_and_written_private(tmp_path: Path) -> None:
     message = str(info.value)
     for problem in ("must be the read-write admin", "needs a password", "unique", "engine's own", "1..65535"):
         assert problem in message
-    config = ServerConfig(str(tmp_path / "d"), 8123, (ServerUser("rw", "p<&>"),), keep_alive_timeout=3)
+    config = ServerConfig(
+        str(tmp_path / "d"),
+        8123,
+        (ServerUser("rw", "p<&>"), ServerUser("sel", "s", grants=("GRANT SELECT ON db.*",))),
+        keep_alive_timeout=3,
+    )
     directory = chdb_http.write_config(config, tmp_path / "home")
     for name in ("config.xml", "users.xml", chdb_http.CONFIG_NAME):
         assert (directory / name).stat().st_mode & 0o077 == 0
     assert "<keep_alive_timeout>3</keep_alive_timeout>" in (directory / "config.xml").read_text()
-    assert "<password>p&lt;&amp;&gt;</password>" in (directory / "users.xml").read_text()
+    users_xml = (directory / "users.xml").read_text()
+    assert "<password>p&lt;&amp;&gt;</password>" in users_xml
+    assert "<query>GRANT SELECT ON db.*</query>" in users_xml
     assert ServerConfig.from_json(config.to_json()) == config
 
 

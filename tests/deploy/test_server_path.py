@@ -1,0 +1,151 @@
+"""The server path end to end: every role in its own process against a ClickHouse
+HTTP endpoint (the chDB HTTP server), over the real protocol.
+
+``revtrace db migrate`` → ``revtrace collector`` receives OTLP → the evaluator
+judges the transactions → the dashboard serves → ``revtrace trace`` reads one
+transaction back; a reader with the read-only user sees everything; stopping
+and restarting the server keeps the data.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import clickhouse_connect
+import pytest
+
+from deploy.chdb_http import ChdbHttpServer, ServerUser
+from tests.deploy import workload
+from tests.deploy.conftest import Role, free_port, new_server, role_env, run_cli
+
+DATABASE = "revtrace"
+
+
+def _client(server: ChdbHttpServer, user: ServerUser) -> Any:
+    return clickhouse_connect.get_client(
+        host=server.config.local_host,
+        port=server.config.http_port,
+        username=user.name,
+        password=user.password,
+        database=DATABASE,
+        autogenerate_session_id=False,
+    )
+
+
+def _wait(what: str, probe: Callable[[], Any], done: Callable[[Any], bool], timeout: float = 60.0) -> Any:
+    deadline = time.monotonic() + timeout
+    value = probe()
+    while not done(value):
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what}: still {value!r} after {timeout:g} s")
+        time.sleep(0.25)
+        value = probe()
+    return value
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ChdbHttpServer]:
+    s = new_server(tmp_path / "clickhouse")
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_every_role_as_its_own_process_over_http(server: ChdbHttpServer, tmp_path: Path) -> None:
+    env = role_env(server, DATABASE, tmp_path / "state", REVTRACE_RULES="builtin:demo")
+    migrated = run_cli(["db", "migrate"], env)
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied" in migrated.stdout
+    again = run_cli(["db", "migrate"], env)
+    assert (again.returncode, again.stdout.strip()) == (0, "schema is up to date; nothing to apply")
+
+    roles: list[Role] = []
+    try:
+        port = free_port()
+        collector = Role(
+            "collector",
+            ["collector", "--host", "127.0.0.1", "--http-port", str(port), "--grpc-port", "-1"],
+            env,
+            tmp_path,
+        )
+        roles.append(collector)
+        collector.wait_http(f"http://127.0.0.1:{port}/readyz")
+        status = collector.wait_http(f"http://127.0.0.1:{port}/api/v1/status").json()
+        assert status["store"].startswith("ClickHouse server http://revtrace@127.0.0.1:")
+
+        now = time.time()
+        workload.send(f"http://127.0.0.1:{port}", now)
+
+        # Read back over HTTP as the read-only user, the way Grafana does.
+        reader = _client(server, server.config.users[1])
+        spans = workload.span_count()
+        _wait(
+            "business spans",
+            lambda: reader.command("SELECT count() FROM revtrace_spans"),
+            lambda n: int(n) >= spans,
+        )
+        assert int(reader.command("SELECT count() FROM otel_traces")) == spans
+        assert int(reader.command("SELECT uniqExact(CorrelationId) FROM revtrace_correlations")) == len(
+            workload.transactions()
+        )
+        _wait(
+            "sync-engine gauges",
+            lambda: reader.command(
+                "SELECT count() FROM otel_metrics_gauge WHERE ServiceName = 'sync-engine'"
+            ),
+            lambda n: int(n) > 0,
+        )
+
+        evaluator = Role("evaluator", ["evaluator"], env, tmp_path)
+        roles.append(evaluator)
+        # The evaluator judges what was active recently (the demo pack's windows):
+        # the failed ERP posting and the clean payment are among them.
+        verdicts = _wait(
+            "the evaluator's verdicts",
+            lambda: dict(
+                reader.query("SELECT CorrelationId, Status FROM revtrace_transactions FINAL").result_rows
+            ),
+            lambda found: {"q2c-stuck", "pay-1"} <= set(found),
+        )
+        assert verdicts["pay-1"] == "ok"
+        assert verdicts["q2c-stuck"] in {"failed", "held", "stuck"}
+
+        dashboard_port = free_port()
+        dashboard = Role(
+            "dashboard", ["dashboard", "--host", "127.0.0.1", "--port", str(dashboard_port)], env, tmp_path
+        )
+        roles.append(dashboard)
+        assert dashboard.wait_http(f"http://127.0.0.1:{dashboard_port}/_stcore/health").text == "ok"
+
+        trace = run_cli(["trace", "q2c-stuck", "--format", "json", "--no-payloads"], env)
+        assert trace.returncode == 0, trace.stderr
+        document = json.loads(trace.stdout)
+        stages = json.dumps(document)
+        for stage in ("billing.invoice.create", "erp.invoice.post", "MISSING_COST_CENTER"):
+            assert stage in stages
+
+        for role in reversed(roles):
+            assert role.stop() == 0, f"{role.name}:\n{role.log()[-3000:]}"
+        roles.clear()
+    finally:
+        for role in roles:
+            role.stop()
+
+    # The data outlives the server process.
+    assert server.stop() == 0
+    server.start()
+    assert int(_client(server, server.config.admin).command("SELECT count() FROM revtrace_spans")) == spans
+
+
+def test_a_role_without_the_password_is_refused_with_a_clear_error(
+    server: ChdbHttpServer, tmp_path: Path
+) -> None:
+    env = role_env(server, DATABASE, tmp_path / "state", REVTRACE_CLICKHOUSE_PASSWORD="wrong")
+    result = run_cli(["db", "migrate"], env)
+    assert result.returncode != 0
+    assert "AUTHENTICATION_FAILED" in result.stderr or "Authentication failed" in result.stderr
+    assert "wrong" not in result.stderr  # the password is never printed
