@@ -38,6 +38,7 @@ OK_OUTCOMES: Final = frozenset(
 """Outcomes that are no failure (an empty outcome counts by the span status)."""
 FAILED_OUTCOMES: Final = frozenset({Outcome.FAILED.value, Outcome.DEAD_LETTERED.value})
 """Outcomes that end a step as failed (unless a later attempt succeeded)."""
+_EFFECT_OUTCOMES: Final = frozenset({Outcome.OK.value, ""})
 
 
 class TxStatus:
@@ -83,6 +84,11 @@ class SpanSignal:
         return self.outcome in OK_OUTCOMES and not (self.outcome == "" and self.status_code == "Error")
 
     @property
+    def effect(self) -> bool:
+        """The step took effect: plain success, not a skipped duplicate or a compensation."""
+        return self.outcome in _EFFECT_OUTCOMES and self.status_code != "Error"
+
+    @property
     def failed(self) -> bool:
         """This attempt failed (whatever happens next)."""
         return not self.ok
@@ -121,8 +127,9 @@ class TransactionFacts:
     currency: str = ""
 
     def first_ok(self, stage: str) -> float | None:
-        """End of the first successful span of ``stage``."""
-        ends = [s.end for s in self.spans if s.stage == stage and s.ok]
+        """End of the first span of ``stage`` that took effect (a skipped
+        duplicate delivery does not count: the stage did not happen then)."""
+        ends = [s.end for s in self.spans if s.stage == stage and s.effect]
         return min(ends) if ends else None
 
 

@@ -42,7 +42,7 @@ FROM (
 GROUP BY CorrelationId
 
 -- name: col_first_ok
-, minIf(EndTimestamp, Stage = {st_@i@:String} AND _ok) AS ok_@i@
+, minIf(EndTimestamp, Stage = {st_@i@:String} AND _effect) AS ok_@i@
 
 -- name: col_amount
 , anyIf(toFloat64(assumeNotNull(Amount)), Stage = {st_@i@:String} AND Amount IS NOT NULL AND _ok) AS amt_@i@
