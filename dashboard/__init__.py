@@ -1,7 +1,8 @@
 """revtrace dashboard: the Streamlit + Plotly face of the product.
 
-``dashboard/app.py`` is the router (``st.navigation``); ``dashboard/pages/`` holds
-the UI-only pages; :mod:`dashboard.data` is the one module that reaches the store.
+``dashboard/app.py`` is the router (``st.navigation``); ``dashboard/views/`` holds
+the UI-only pages (not ``pages/``: beside the main script that name switches
+Streamlit to its older directory-based multipage mode, which bypasses the router); :mod:`dashboard.data` is the one module that reaches the store.
 :mod:`dashboard.server` serves it inside ``revtrace up`` (or alone with
 ``revtrace dashboard``); :mod:`dashboard.commands` holds ``revtrace trace`` and
 ``revtrace audit verify``. Roles and local accounts are in :mod:`dashboard.auth`,

@@ -2,7 +2,9 @@
 
 Run inside ``revtrace up`` (served in-process by :mod:`dashboard.server`), alone
 with ``revtrace dashboard``, or with ``streamlit run dashboard/app.py``. Pages
-live in ``dashboard/pages/`` and are UI only; the store is reached through
+live in ``dashboard/views/`` (a directory named ``pages`` beside this script would
+switch Streamlit to its directory-based multipage mode, which never runs this
+router) and are UI only; the store is reached through
 :mod:`dashboard.data`.
 """
 
@@ -14,15 +16,26 @@ import streamlit as st
 
 from dashboard import ui
 
-_PAGES = Path(__file__).parent / "pages"
+_VIEWS = Path(__file__).parent / "views"
 
 
 def _pages() -> list[st.Page]:
-    def page(file: str, title: str, icon: str, url: str, default: bool = False) -> st.Page:
-        return st.Page(_PAGES / file, title=title, icon=icon, url_path=url, default=default)
+    def page(
+        file: str, title: str, icon: str, url: str, default: bool = False, hidden: bool = False
+    ) -> st.Page:
+        return st.Page(
+            _VIEWS / file,
+            title=title,
+            icon=icon,
+            url_path=url,
+            default=default,
+            visibility="hidden" if hidden else "visible",
+        )
 
     return [
-        page("overview.py", "Overview", ":material/dashboard:", "overview", default=True),
+        page("overview.py", "Overview", ":material/dashboard:", "home", default=True),
+        # The default page lives at "/"; this hidden twin makes "/overview" links work too.
+        page("overview.py", "Overview", ":material/dashboard:", "overview", hidden=True),
         page("objects.py", "Business objects", ":material/inventory_2:", "objects"),
         page("latency.py", "Latency", ":material/timer:", "latency"),
         page("alerts.py", "Alerts", ":material/notifications:", "alerts"),

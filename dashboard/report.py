@@ -145,7 +145,7 @@ def waterfall_text(bundle: TraceBundle, width: int = 40) -> str:
     if bundle.truncated:
         lines.append(f"(truncated to the first {len(spans)} spans)")
     total = float((spans["offset_ms"] + spans["duration_ms"]).max()) if len(spans) else 0.0
-    header = f"{'#':>3} {'offset':>8} {'took':>8}  {'system':<10} {'stage':<28} {'try':>3} {'outcome':<14} {'category / code':<28} timeline"
+    header = f"{'#':>3} {'offset':>8} {'took':>8}  {'system':<10} {'stage':<28} {'try':>3} {'outcome':<14} {'category / code':<34} timeline"
     lines += ["", header, "-" * len(header) + "-" * width]
     for i, row in enumerate(spans.itertuples(index=False), start=1):
         start = int(width * float(row.offset_ms) / total) if total else 0
@@ -155,7 +155,7 @@ def waterfall_text(bundle: TraceBundle, width: int = 40) -> str:
         reason = " ".join(str(x) for x in (row.category, row.error_code or (row.http_status or "")) if x)
         lines.append(
             f"{i:>3} {_ms(float(row.offset_ms)):>8} {_ms(float(row.duration_ms)):>8}  {row.system!s:<10.10} "
-            f"{row.stage!s:<28.28} {int(row.attempt):>3} {row.outcome!s:<14.14} {reason:<28.28} |{bar}"
+            f"{row.stage!s:<28.28} {int(row.attempt):>3} {row.outcome!s:<14.14} {reason:<34.34} |{bar}"
         )
     if bundle.events is not None and len(bundle.events):
         payloads = bundle.events[bundle.events["event"] == EVENT_PAYLOAD]

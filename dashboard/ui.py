@@ -56,6 +56,7 @@ _USER_KEY: Final = "revtrace_user"
 _FILTERS_KEY: Final = "revtrace_filters"
 _WRITTEN_KEY: Final = "revtrace_url_written"
 _FAILED_KEY: Final = "revtrace_failed_sign_ins"
+_TICKS_KEY: Final = "revtrace_ticks"
 
 
 # --- URL ---------------------------------------------------------------------------
@@ -190,7 +191,7 @@ def _local_sign_in() -> User | None:
     failures: list[float] = st.session_state.setdefault(_FAILED_KEY, [])
     recent = [t for t in failures if time.monotonic() - t < 300]
     st.session_state[_FAILED_KEY] = recent
-    with st.form("sign-in"):
+    with st.form("sign-in", clear_on_submit=True):
         name = st.text_input("User name", key="sign_in_name")
         password = st.text_input("Password", type="password", key="sign_in_password")
         submitted = st.form_submit_button("Sign in")
@@ -205,7 +206,6 @@ def _local_sign_in() -> User | None:
         st.error("Unknown user name or wrong password.")
         return None
     st.session_state[_USER_KEY] = user
-    st.session_state.pop("sign_in_password", None)
     st.rerun()
     return user  # pragma: no cover - st.rerun does not return
 
@@ -355,13 +355,15 @@ def _account_box(user: User) -> None:
 def _auto_refresh(seconds: int) -> None:
     @st.fragment(run_every=seconds)
     def ticker() -> None:
-        # The fragment's first run is part of the page's run; each timed run
-        # after that reruns the whole app (the queries' cache expires first).
-        if st.session_state.get("revtrace_ticks", 0) > 0:
-            st.session_state["revtrace_ticks"] = 0
+        # A full run of the app resets the counter just before this fragment runs
+        # as part of it; only a timed run of the fragment alone finds it set, and
+        # then reruns the whole app (whose queries' cache has expired by then).
+        if st.session_state.get(_TICKS_KEY, 0) > 0:
+            st.session_state[_TICKS_KEY] = 0
             st.rerun(scope="app")
-        st.session_state["revtrace_ticks"] = 1
+        st.session_state[_TICKS_KEY] = 1
 
+    st.session_state[_TICKS_KEY] = 0
     with st.sidebar:
         ticker()
 

@@ -118,14 +118,14 @@ def _pair_params(f: Filters, pair: model.StagePair) -> dict[str, Any]:
 @cached
 def latency_summary(store: Store, f: Filters, pair: model.StagePair) -> dict[str, Any]:
     """Completed count, p50/p95/p99, breaches and transactions waiting past the SLA."""
-    df = run_df(store, "latency_summary", _pair_params(f, pair)).drop(columns=["q"])
+    df = run_df(store, "latency_summary", _pair_params(f, pair)).drop(columns=["q"], errors="ignore")
     return {str(k): v for k, v in df.iloc[0].to_dict().items()} if len(df) else {}
 
 
 @cached
 def latency_bands(store: Store, f: Filters, pair: model.StagePair) -> pd.DataFrame:
     """Per bucket: completed, p50, p95, p99, worst and breaches."""
-    return run_df(store, "latency_bands", _pair_params(f, pair)).drop(columns=["q"])
+    return run_df(store, "latency_bands", _pair_params(f, pair)).drop(columns=["q"], errors="ignore")
 
 
 @cached
@@ -139,7 +139,7 @@ def latency_histogram(store: Store, f: Filters, pair: model.StagePair) -> pd.Dat
 def latency_by(store: Store, f: Filters, pair: model.StagePair, dimension: str) -> pd.DataFrame:
     """Per legal entity (``dimension='entity'``) or vendor: percentiles, breaches, waiting."""
     params = {**_pair_params(f, pair), "dimension": dimension}
-    return run_df(store, "latency_by_dimension", params).drop(columns=["q"])
+    return run_df(store, "latency_by_dimension", params).drop(columns=["q"], errors="ignore")
 
 
 @cached

@@ -64,6 +64,7 @@ def _kpi(column: st.delta_generator.DeltaGenerator, key: str, value: float | Non
             objective.title,
             "—",
             help=f"No data in the window. Objective: {objective.target:g}{objective.unit}",
+            border=True,
         )
         return
     diff = value - objective.target
@@ -84,7 +85,7 @@ def _kpi(column: st.delta_generator.DeltaGenerator, key: str, value: float | Non
     )
 
 
-row = st.columns(6)
+row = [*st.columns(3), *st.columns(3)]
 _kpi(row[0], "customer_sync", sync_rate, "—" if sync_rate is None else f"{sync_rate:.1f} %")
 p95 = _number(posting.get("p95"))
 _kpi(row[1], "invoice_posting", p95, ui.fmt_seconds(p95))
@@ -113,7 +114,7 @@ detail[1].metric(
 detail[2].metric("Invoice postings breaching SLA", int(posting.get("breaches", 0) or 0))
 if posting.get("waiting_past_sla"):
     st.page_link(
-        "pages/latency.py",
+        "views/latency.py",
         label=f"{int(posting['waiting_past_sla'])} invoice(s) stuck between billing and ERP → Latency",
         icon=":material/warning:",
     )
@@ -161,7 +162,7 @@ if not tables.get(data.ALERTS_TABLE):
     ui.empty("The evaluator has not created its alert tables yet; it runs inside `revtrace up`.")
 elif len(firing):
     st.plotly_chart(charts.bars(firing, "category", "alerts", "Firing alerts"), key="firing")
-    st.page_link("pages/alerts.py", label="All alerts →", icon=":material/notifications:")
+    st.page_link("views/alerts.py", label="All alerts →", icon=":material/notifications:")
 else:
     st.success("No alert is firing in this window.")
 

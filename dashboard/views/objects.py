@@ -97,4 +97,4 @@ event = st.dataframe(
 selected = list(getattr(getattr(event, "selection", None), "rows", []) or [])
 if selected:
     chosen = str(table.iloc[selected[0]]["correlation id"])
-    st.switch_page("pages/trace.py", query_params={"correlation_id": chosen})
+    st.switch_page("views/trace.py", query_params={"correlation_id": chosen})

@@ -52,13 +52,17 @@ if bundle is None:
 s = bundle.summary
 spans = bundle.spans
 duration = (pd.Timestamp(s["end"]) - pd.Timestamp(s["start"])).total_seconds()
-head = st.columns(5)
-head[0].metric("Process", str(s["process"]) or "—")
-head[1].metric("Legal entity", str(s["entity"]) or "—")
-head[2].metric("Spans", len(spans))
-head[3].metric("Failed spans", int(s["failed_spans"]))
-head[4].metric("Duration", ui.fmt_seconds(duration))
-st.caption(f"Correlation id `{bundle.correlation_id}` · {s['start']} → {s['end']} UTC")
+head = st.columns(4)
+head[0].metric("Spans", len(spans))
+head[1].metric("Failed spans", int(s["failed_spans"]))
+head[2].metric(
+    "Retry attempts", len(bundle.retries), help="Attempts that ended retrying, and the retries after them."
+)
+head[3].metric("Duration", ui.fmt_seconds(duration))
+st.caption(
+    f"Correlation id `{bundle.correlation_id}` · process {s['process'] or '—'} · legal entity "
+    f"{s['entity'] or '—'} · {s['start']} → {s['end']} UTC"
+)
 if bundle.verdict:
     v = bundle.verdict
     text = f"Evaluator: **{v['status']}** {v.get('category') or ''} — {v.get('reason') or ''}"

@@ -1,1 +1,0 @@
-"""The dashboard's pages: Streamlit scripts run by the router (UI only)."""

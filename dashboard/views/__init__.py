@@ -1,0 +1,1 @@
+"""The dashboard's pages: Streamlit scripts the router runs (UI only)."""
