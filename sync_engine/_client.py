@@ -7,7 +7,6 @@ business terms (with the tracer's vendor tables) into a
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable, Mapping
 from enum import IntEnum
 from typing import Any
@@ -67,7 +66,7 @@ class CircuitBreaker:
         return self._state
 
     def _remaining(self) -> float:
-        return self.open_seconds - self._clock.sim(time.monotonic() - self._opened_at)
+        return self.open_seconds - self._clock.sim(self._clock.monotonic() - self._opened_at)
 
     def _set(self, state: BreakerState) -> None:
         if state is not self._state:
@@ -101,7 +100,7 @@ class CircuitBreaker:
         if probing or self._failures >= self.threshold:
             if self._state is not BreakerState.OPEN:
                 self.opened_count += 1
-            self._opened_at = time.monotonic()
+            self._opened_at = self._clock.monotonic()
             self._set(BreakerState.OPEN)
 
     def release_probe(self) -> None:
@@ -118,20 +117,22 @@ class RateLimiter:
         self.rate = rate
         self.burst = burst
         self._tokens = float(burst)
-        self._updated = time.monotonic()
+        self._updated = self._clock.monotonic()
         self._cooldown_until = 0.0
         self._lock = asyncio.Lock()
 
     def cool_down(self, sim_seconds: float) -> None:
         """Nobody calls the system for ``sim_seconds`` (from ``Retry-After``)."""
-        self._cooldown_until = max(self._cooldown_until, time.monotonic() + self._clock.real(sim_seconds))
+        self._cooldown_until = max(
+            self._cooldown_until, self._clock.monotonic() + self._clock.real(sim_seconds)
+        )
 
     async def acquire(self) -> float:
         """Wait for a token (and any cool-down); returns the simulated seconds waited."""
         waited = 0.0
         async with self._lock:
             while True:
-                now = time.monotonic()
+                now = self._clock.monotonic()
                 if now < self._cooldown_until:
                     pause = self._cooldown_until - now
                 else:

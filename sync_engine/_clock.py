@@ -39,9 +39,8 @@ class Clock:
         """Sleep for a simulated duration."""
         await asyncio.sleep(self.real(sim_seconds))
 
-    @staticmethod
-    def monotonic() -> float:
-        """Real monotonic seconds (for measuring)."""
+    def monotonic(self) -> float:
+        """Real monotonic seconds (for measuring; tests may override)."""
         return time.monotonic()
 
     def elapsed(self) -> float:

@@ -469,10 +469,30 @@ class SyncEngine:
             self.transactions[cid] = tx
         if event.id not in tx.events:
             tx.events.append(event.id)
+        if tx.legal_entity is None:
+            self._enrich(tx, event)
         entry = self.inbox.get(event.id)
         if entry is not None:
             entry.correlation_id = cid
         return tx
+
+    def _enrich(self, tx: Transaction, event: InboundEvent) -> None:
+        """The legal entity of an event's transaction, from what the engine knows
+        of the object (so even a parked event's span carries it)."""
+        xref = self.ctx.xref
+        obj = event.payload.get("data", {}).get("object") or {}
+        info: dict[str, Any] | None = None
+        if event.type.startswith("customer.subscription."):
+            info = xref.subscription.get(str(obj.get("id")))
+        elif event.type.startswith("payment_intent."):
+            info = xref.invoice.get(str(obj.get("invoice")))
+        elif event.type.startswith("refund."):
+            info = xref.invoice.get(str((obj.get("metadata") or {}).get("invoice")))
+        elif event.type == ACCOUNT_CHANGE and event.stream is not None:
+            info = {"legal_entity": xref.account_entity.get(event.stream.split(":", 1)[1])}
+        entity = LEGAL_ENTITIES.get(str((info or {}).get("legal_entity")))
+        if entity is not None:
+            tx.legal_entity, tx.region, tx.currency = entity.code, entity.region, entity.currency
 
     @staticmethod
     def _process_of(event: InboundEvent) -> Process:

@@ -224,10 +224,13 @@ class Flows:
         amount: Decimal | None = None,
         currency: str | None = None,
         event: InboundEvent | None = None,
+        requeued: Callable[[], bool] | None = None,
     ) -> T:
         """Run one step: an attempt per span, retried while the failure is
         retryable and attempts remain. Raises :class:`StepFailed` when it
-        ends without success."""
+        ends without success. ``requeued`` says whether the transaction will be
+        retried later (retry queue) when this step gives up on a retryable
+        failure: then its last attempt is ``retrying``, not ``failed``."""
         system = _system(stage)
         policy = self.ctx.config.retry
         calls = 0  # failed calls: they use up the retry budget
@@ -258,7 +261,7 @@ class Flows:
                         calls += 1
                         retrying = exc.retryable and calls < policy.max_attempts
                     self._record(span, exc)
-                    if retrying:
+                    if retrying or (exc.retryable and requeued is not None and requeued()):
                         span.set_outcome(Outcome.RETRYING)
             if error is None:
                 return result
@@ -458,6 +461,7 @@ class Flows:
 
         customer_id = await self.step(tx, stage, work, object_type=ObjectType.CUSTOMER)
         self.ctx.xref.billing_customer[xref_key] = customer_id
+        self.ctx.xref.account_entity.setdefault(contract.account_id, contract.legal_entity)
         tx.add_ref(System.BILLING, ObjectType.CUSTOMER, customer_id)
         tx.checkpoint(stage, customer_id=customer_id)
         return customer_id
@@ -639,6 +643,9 @@ class Flows:
         tx.posting_started = time.monotonic()
         tx.checkpoint(stage, invoice_id=invoice.id, total=str(invoice.total), account=info["account"])
 
+    def _requeue_left(self, tx: Transaction) -> Callable[[], bool]:
+        return lambda: tx.requeues < len(self.ctx.config.requeue_delays)
+
     def _posting_failed(self, tx: Transaction, failure: StepFailed) -> None:
         delays = self.ctx.config.requeue_delays
         if failure.retryable and tx.requeues < len(delays):
@@ -697,7 +704,9 @@ class Flows:
             span.update(object_id=internal)
             return internal
 
-        internal = await self.step(tx, stage, work, object_type=ObjectType.CUSTOMER, event=event)
+        internal = await self.step(
+            tx, stage, work, object_type=ObjectType.CUSTOMER, event=event, requeued=self._requeue_left(tx)
+        )
         xref.erp_customer[account] = internal
         xref.erp_subsidiaries.setdefault(account, set()).add(entity)
         tx.add_ref(System.ERP, ObjectType.CUSTOMER, internal)
@@ -758,7 +767,9 @@ class Flows:
             )
             return record
 
-        record = await self.step(tx, stage, work, object_type=ObjectType.INVOICE, event=event)
+        record = await self.step(
+            tx, stage, work, object_type=ObjectType.INVOICE, event=event, requeued=self._requeue_left(tx)
+        )
         self.ctx.xref.invoice[invoice_id]["erp_invoice"] = str(record["id"])
         self.ctx.xref.invoice[invoice_id]["erp_total"] = str(record["total"])
         tx.add_ref(System.ERP, ObjectType.INVOICE, str(record["id"]))
@@ -996,8 +1007,6 @@ class Flows:
             if acct == account_id
         )
         if billing_ids:
-            tx.legal_entity = tx.legal_entity or billing_ids[0][0]
-            tx.region = LEGAL_ENTITIES[billing_ids[0][0]].region
             update = Stage.BILLING_CUSTOMER_UPSERT
 
             async def push_billing(span: BusinessSpan) -> None:

@@ -38,12 +38,12 @@ from sync_engine._scenarios import FaultKind
 from sync_engine._store import TERMINAL_STATES, Transaction, TxState
 from tracer.semconv import FailureCategory, Process, Stage, System
 
-__all__ = ["GroundTruth", "ScenarioRecord"]
+__all__ = ["SETTLE_SECONDS", "GroundTruth", "ScenarioRecord"]
 
 log = logging.getLogger("sync_engine")
 
 _OUTCOME = {TxState.COMPLETED: "ok", TxState.FAILED: "failed", TxState.HELD: "held"}
-_SETTLE_SECONDS = 3.0
+SETTLE_SECONDS = 3.0
 """Simulated seconds a finished transaction is left alone before its line is
 written (late echoes and duplicate deliveries still land in it)."""
 
@@ -205,7 +205,7 @@ class GroundTruth:
         """Write the lines of transactions that are finished (and settled), or
         waiting longer than the profile's ``stuck_after``; returns how many."""
         now = time.monotonic()
-        settle = self.clock.real(_SETTLE_SECONDS)
+        settle = self.clock.real(SETTLE_SECONDS)
         stuck_after = self.clock.real(self.profile.stuck_after)
         written = 0
         for cid in list(self.records) + [c for c in list(self.engine.transactions) if c not in self.records]:

@@ -809,11 +809,13 @@ class BillingSim(SimSystem):
         subscription_id: str,
         changes: list[tuple[str, str, int]],
         out_of_order: PlannedFault | None = None,
+        delays: list[float] | None = None,
     ) -> None:
         """The customer changes seat quantities in the portal, in quick
         succession: one ``customer.subscription.updated`` per ``(correlation id,
         process, new quantity)``. With an ``out_of_order`` fault the first event
-        is held back by the fault's delay, so the second arrives first."""
+        is held back by the fault's delay, so the second arrives first. With
+        ``delays`` (tests) each event is sent after its own delay, unordered."""
         sub = self.subscriptions[subscription_id]
         seat = next(
             (i for i in sub["items"]["data"] if "Seat" in str(i["price"]["nickname"])),
@@ -824,8 +826,8 @@ class BillingSim(SimSystem):
             previous = {"items": {"data": [{"id": seat["id"], "quantity": seat["quantity"]}]}}
             seat["quantity"] = quantity
             sub["metadata"] = self._with_cid(sub["metadata"], cid, process)
-            delay = base + n * 0.2
-            reordered = out_of_order is not None and len(changes) > 1 and n == 0
+            delay = base + n * 0.2 if delays is None else delays[n]
+            reordered = delays is not None or (out_of_order is not None and len(changes) > 1 and n == 0)
             if out_of_order is not None and len(changes) > 1:
                 if n == 0:
                     delay += out_of_order.spec.delay

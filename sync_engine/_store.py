@@ -403,6 +403,8 @@ class XRef:
     """Billing invoice → {account, legal_entity, erp_invoice, total, currency, correlation_id}."""
     payment: dict[str, dict[str, Any]] = field(default_factory=dict)
     """Billing payment intent → {invoice, amount, erp_payment}."""
+    account_entity: dict[str, str] = field(default_factory=dict)
+    """CRM account → the legal entity of its first order (its home entity)."""
     payment_status: dict[str, str] = field(default_factory=dict)
     """CRM account → the payment status last written to the CRM."""
     stream_applied: dict[str, int] = field(default_factory=dict)

@@ -549,11 +549,15 @@ class Runtime:
     """Simulators, engine, driver and ground truth in the running event loop."""
 
     def __init__(
-        self, config: WorkloadConfig, profile: FaultProfile, meter_provider: MeterProvider | None = None
+        self,
+        config: WorkloadConfig,
+        profile: FaultProfile,
+        meter_provider: MeterProvider | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.config = config
         self.profile = profile
-        self.clock = Clock(config.time_scale)
+        self.clock = clock or Clock(config.time_scale)
         self.sims = Simulators(profile, clock=self.clock, seed=config.seed)
         self.engine: SyncEngine | None = None
         self.truth: GroundTruth | None = None
@@ -760,7 +764,8 @@ class Workload:
     # -- internals --------------------------------------------------------------------------------------
     def _setup_telemetry(self) -> None:
         config = self.config
-        if config.configure_tracer:
+        exporting = config.otlp_endpoint is not None or config.span_exporter is not None
+        if config.configure_tracer and exporting:
             tracer.configure(
                 config.service_name,
                 endpoint=config.otlp_endpoint if config.span_exporter is None else None,

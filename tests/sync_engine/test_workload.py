@@ -1,0 +1,109 @@
+"""The demo's service object and ``python -m sync_engine``."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from sync_engine import ConfigError, EngineConfig, Workload, WorkloadConfig
+from sync_engine._cli import main
+
+_KEYS = {"correlation_id", "process", "scenario", "legal_entity", "started_at", "faults", "expected"}
+
+
+def test_workload_runs_in_the_background_and_accounts_for_every_transaction(
+    tmp_path: Path, spans: Any
+) -> None:
+    truth = tmp_path / "truth" / "ground-truth.jsonl"
+    workload = Workload(
+        WorkloadConfig(
+            rate_per_s=40,
+            profile="default",
+            seed=4,
+            otlp_endpoint=None,
+            configure_tracer=False,
+            time_scale=0.02,
+            max_scenarios=12,
+            ground_truth_path=truth,
+            drain_timeout_s=20,
+            engine=EngineConfig(replay_token="s3cret", reconcile_every=20),
+        )
+    )
+    with pytest.raises(RuntimeError):
+        _ = workload.engine_url
+    workload.start()
+    try:
+        health = httpx.get(f"{workload.engine_url}/healthz").json()
+        assert health["status"] == "ok" and workload.replay_token == "s3cret"
+        live = workload.summary()
+        assert live["profile"] == "default"
+        assert workload.wait(timeout=60)
+    finally:
+        workload.stop()
+    summary = workload.summary()
+    lines = [json.loads(line) for line in truth.read_text().splitlines()]
+    assert summary["transactions"] == len(lines) > 12
+    assert sum(summary["scenarios"].values()) == 12
+    assert summary["spans_emitted"] > 50
+    assert set(summary["outcomes"]) <= {"ok", "failed", "held", "stuck"}
+    for category, counts in summary["categories"].items():
+        assert set(counts) == {"injected", "expected"}, category
+    for line in lines:
+        assert set(line) >= _KEYS
+        assert set(line["expected"]) >= {"outcome", "category", "absorbed"}
+    assert len({line["correlation_id"] for line in lines}) == len(lines)
+    # Every transaction that left a span has its line of ground truth.
+    spans.refresh()
+    assert set(spans.by_cid) <= {line["correlation_id"] for line in lines}
+    workload.stop()  # idempotent
+
+
+def test_workload_config_reports_every_problem() -> None:
+    with pytest.raises(ConfigError) as caught:
+        Workload(
+            WorkloadConfig(
+                rate_per_s=0, time_scale=-1, otlp_protocol="udp", engine=EngineConfig(port=70000, park_ttl=0)
+            )
+        )
+    problems = caught.value.problems
+    assert "rate_per_s: must be > 0, got 0" in problems
+    assert "time_scale: must be > 0, got -1" in problems
+    assert "otlp_protocol: must be http/protobuf or grpc, got 'udp'" in problems
+    assert "engine.port: must be 0..65535, got 70000" in problems
+    assert "engine.park_ttl: must be > 0, got 0" in problems
+
+
+def test_command_line_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    truth = tmp_path / "truth.jsonl"
+    status = main(
+        [
+            "--duration",
+            "0.5",
+            "--rate",
+            "12",
+            "--time-scale",
+            "0.02",
+            "--otlp-endpoint",
+            "none",
+            "--profile",
+            "clean",
+            "--seed",
+            "3",
+            "-q",
+            "--ground-truth",
+            str(truth),
+            "--drain-timeout",
+            "15",
+        ]
+    )
+    assert status == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["profile"] == "clean" and summary["transactions"] >= 1
+    assert summary["outcomes"] == {"ok": summary["transactions"]}
+    assert len(truth.read_text().splitlines()) == summary["transactions"]
+    assert main(["--profile", "nope", "--otlp-endpoint", "none"]) == 2
+    assert "no such profile" in capsys.readouterr().err
