@@ -151,6 +151,8 @@ class Driver:
         self.register = register
         self.accounts: list[_Account] = []
         self._used: set[str] = set()
+        """Accounts with a change being made, invoices in dunning."""
+        self._refunded: set[str] = set()
         self.started: Counter[str] = Counter()
         scenarios = [s for s, w in profile.mix.items() if w > 0]
         self._scenarios = scenarios
@@ -221,7 +223,7 @@ class Driver:
             for invoice in billing.invoices.values():
                 if (
                     invoice["status"] != "paid"
-                    or invoice["id"] in self._used
+                    or invoice["id"] in self._refunded
                     or not self._quiet(f"invoice:{invoice['id']}")
                 ):
                     continue
@@ -237,8 +239,7 @@ class Driver:
             return [
                 s
                 for s in billing.subscriptions.values()
-                if s["id"] not in self._used
-                and s["id"] in self.engine.ctx.xref.subscription
+                if s["id"] in self.engine.ctx.xref.subscription
                 and s.get("latest_invoice")
                 and self._posted(s["latest_invoice"])
                 and self._quiet(f"subscription:{s['id']}")
@@ -414,7 +415,6 @@ class Driver:
 
     async def _payment(self, invoice: dict[str, Any]) -> None:
         spec = self.plan_fault(Scenario.PAYMENT)
-        self._used.add(invoice["id"])
         cid = self._begin(Scenario.PAYMENT, self._invoice_entity(invoice), spec)
         self.sims.billing.pay_invoice(invoice["id"], cid, Process.PAYMENT_UPDATE.value, succeed=True)
 
@@ -439,10 +439,11 @@ class Driver:
         await clock.sleep(self.rng.uniform(3.0, 8.0))
         retry = self._begin(Scenario.PAYMENT_FAILURE, entity)
         billing.pay_invoice(invoice["id"], retry, Process.PAYMENT_UPDATE.value, succeed=True)
+        self._used.discard(invoice["id"])
 
     async def _refund(self, invoice: dict[str, Any]) -> None:
         spec = self.plan_fault(Scenario.REFUND)
-        self._used.add(invoice["id"])
+        self._refunded.add(invoice["id"])
         cid = self._begin(Scenario.REFUND, self._invoice_entity(invoice), spec)
         self.sims.billing.refund_invoice(invoice["id"], cid, Process.REFUND.value)
 
@@ -450,7 +451,6 @@ class Driver:
         spec = self.plan_fault(Scenario.RENEWAL)
         info = self.engine.ctx.xref.subscription[subscription["id"]]
         cid = self._begin(Scenario.RENEWAL, str(info["legal_entity"]), spec)
-        self._used.add(subscription["id"])
         self.sims.billing.renew_subscription(subscription["id"], cid, Process.RENEWAL.value)
 
     async def _subscription_change(self, subscription: dict[str, Any]) -> None:
@@ -466,7 +466,6 @@ class Driver:
         planned = self.sims.world.plan.plan(second, spec, Scenario.SUBSCRIPTION_CHANGE) if spec else None
         quantity = int(seats["quantity"])
         process = Process.SUBSCRIPTION_CHANGE.value
-        self._used.add(subscription["id"])
         self.sims.billing.change_seats(
             subscription["id"],
             [
