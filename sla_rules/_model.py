@@ -54,7 +54,7 @@ class TxStatus:
     """Statuses that time alone can change (a deadline passes): re-evaluated every tick."""
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SpanSignal:
     """One business span of a transaction, as the classifier sees it."""
 

@@ -235,6 +235,7 @@ def _window_params(since: float, until: float, horizon: float, use_open: bool) -
         "until": to_db_time(until),
         "horizon": to_db_time(horizon),
         "use_open": 1 if use_open else 0,
+        "everything": 1 if since <= horizon else 0,
     }
 
 
@@ -296,65 +297,37 @@ class FactsPass:
 
 
 def _facts(rows: Iterable[Sequence[Any]]) -> list[TransactionFacts]:
+    by_tx: dict[str, list[Sequence[Any]]] = {}
+    for row in rows:
+        by_tx.setdefault(row[0], []).append(row)
     out: list[TransactionFacts] = []
-    current: str | None = None
-    spans: list[SpanSignal] = []
-    dims: dict[str, list[str]] = {"process": [], "legal_entity": [], "region": [], "currency": []}
-
-    def flush() -> None:
-        if current is None or not spans:
-            return
-        amount = next((s.amount for s in spans if s.amount is not None), None)
+    for cid, tx_rows in by_tx.items():
+        spans = sorted(
+            (
+                SpanSignal(
+                    stage, start_ns / 1e9, end_ns / 1e9, outcome, status, category, code, error_type,
+                    int(http or 0), vendor, system, int(attempt or 0), otype, oid, ikey, event_id,
+                    None if seq is None else int(seq), amount, span_id,
+                )
+                for (_cid, _p, _e, _r, stage, system, vendor, start_ns, end_ns, outcome, status, category, code,
+                     error_type, http, attempt, otype, oid, ikey, event_id, seq, amount, _c, span_id) in tx_rows
+            ),
+            key=lambda sp: (sp.end, sp.attempt),
+        )  # fmt: skip
         out.append(
             TransactionFacts(
-                correlation_id=current,
-                process=next((p for p in dims["process"] if p), ""),
-                legal_entity=next((p for p in dims["legal_entity"] if p), ""),
-                region=next((p for p in dims["region"] if p), ""),
-                first_seen=min(s.start for s in spans),
-                last_seen=max(s.end for s in spans),
-                last_stage=max(spans, key=lambda s: s.end).stage,
+                correlation_id=cid,
+                process=max((r[1] for r in tx_rows), default=""),
+                legal_entity=max((r[2] for r in tx_rows), default=""),
+                region=max((r[3] for r in tx_rows), default=""),
+                first_seen=min(sp.start for sp in spans),
+                last_seen=spans[-1].end,
+                last_stage=spans[-1].stage,
                 spans=tuple(spans),
-                amount=amount,
-                currency=next((c for c in dims["currency"] if c), ""),
+                amount=next((sp.amount for sp in spans if sp.amount is not None), None),
+                currency=max((r[22] for r in tx_rows), default=""),
             )
         )
-
-    for row in rows:
-        (cid, process, entity, region, stage, system, vendor, start_ns, end_ns, outcome, status, category, code,
-         error_type, http, attempt, otype, oid, ikey, event_id, seq, amount, currency, span_id) = row  # fmt: skip
-        if cid != current:
-            flush()
-            current, spans = cid, []
-            dims = {"process": [], "legal_entity": [], "region": [], "currency": []}
-        dims["process"].append(process)
-        dims["legal_entity"].append(entity)
-        dims["region"].append(region)
-        dims["currency"].append(currency)
-        spans.append(
-            SpanSignal(
-                stage=stage,
-                start=start_ns / 1e9,
-                end=end_ns / 1e9,
-                outcome=outcome,
-                status_code=status,
-                error_category=category,
-                error_code=code,
-                error_type=error_type,
-                http_status=int(http or 0),
-                vendor=vendor,
-                system=system,
-                attempt=int(attempt or 0),
-                object_type=otype,
-                object_id=oid,
-                idempotency_key=ikey,
-                event_id=event_id,
-                event_sequence=None if seq is None else int(seq),
-                amount=None if amount is None else Decimal(amount),
-                span_id=span_id,
-            )
-        )
-    flush()
     return out
 
 

@@ -16,15 +16,16 @@ WHERE {use_open:UInt8} = 1 AND Status IN /*@OPEN_STATUSES@*/ AND LastSeen >= {ho
 
 -- name: facts
 -- One row per candidate transaction: its dimensions and what the rules need.
--- Spans are read in primary-key order (CorrelationId), so the aggregation
--- streams; _ok and _effect are computed once per span.
+-- _ok and _effect are computed once per span. On a cold start every
+-- transaction in the lookback is a candidate ({everything} = 1): no IN list.
+-- max() of a dimension is its non-empty value when one span leaves it empty.
 SELECT
     CorrelationId,
-    anyIf(Process, Process != '') AS Process,
-    anyIf(LegalEntity, LegalEntity != '') AS LegalEntity,
-    anyIf(Region, Region != '') AS Region,
-    anyIf(Amount, Amount IS NOT NULL) AS Amount,
-    anyIf(Currency, Currency != '') AS Currency,
+    max(Process) AS Process,
+    max(LegalEntity) AS LegalEntity,
+    max(Region) AS Region,
+    any(Amount) AS Amount,
+    max(Currency) AS Currency,
     min(Timestamp) AS FirstSeen,
     max(EndTimestamp) AS LastSeen,
     argMax(Stage, EndTimestamp) AS LastStage,
@@ -37,7 +38,7 @@ FROM (
     FROM revtrace_spans
     WHERE Timestamp >= {horizon:DateTime64(9)}
       AND Timestamp <= {until:DateTime64(9)}
-      AND CorrelationId IN (/*@CANDIDATES@*/)
+      AND ({everything:UInt8} = 1 OR CorrelationId IN (/*@CANDIDATES@*/))
 )
 GROUP BY CorrelationId
 
@@ -49,9 +50,10 @@ GROUP BY CorrelationId
 , countIf(Stage = {st_@i@:String} AND Amount IS NOT NULL AND _ok) AS has_amt_@i@
 
 -- name: col_dup_object
--- Two different objects created by one stage: the smallest and largest id differ.
-, minIf(ObjectId, Stage = {dup_@i@:String} AND ObjectId != '' AND _effect)
-  != maxIf(ObjectId, Stage = {dup_@i@:String} AND ObjectId != '' AND _effect) AS dup_@i@
+-- Two different objects created by one stage: the smallest and largest id
+-- differ (compared as 64-bit hashes: cheaper than strings, collisions negligible).
+, minIf(cityHash64(ObjectId), Stage = {dup_@i@:String} AND ObjectId != '' AND _effect)
+  != maxIf(cityHash64(ObjectId), Stage = {dup_@i@:String} AND ObjectId != '' AND _effect) AS dup_@i@
 
 -- name: col_dup_idempotency_key
 , countIf(Stage = {dup_@i@:String} AND IdempotencyKey != '' AND _effect)
@@ -116,7 +118,6 @@ WHERE Timestamp >= {horizon:DateTime64(9)}
       SELECT CorrelationId FROM /*@SCRATCH@*/ WHERE Dirty
       UNION ALL
       SELECT arrayJoin({extra:Array(String)}))
-ORDER BY CorrelationId, EndTimestamp
 
 -- name: sequence_violations
 -- Objects whose events were applied out of their sequence: for each applied
