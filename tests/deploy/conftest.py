@@ -29,16 +29,23 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def new_server(tmp: Path, http_port: int = 0, **overrides: Any) -> ChdbHttpServer:
-    """A chDB HTTP server (not started) with an admin and a read-only user under ``tmp``."""
+def new_users() -> tuple[ServerUser, ...]:
+    """An admin, a read-only (Grafana) and a SELECT-only user with random passwords."""
+    return (
+        ServerUser("revtrace", secrets.token_urlsafe(12)),
+        ServerUser("grafana", secrets.token_urlsafe(12), readonly=True),
+        ServerUser("viewer", secrets.token_urlsafe(12), grants=("GRANT SELECT ON revtrace.*",)),
+    )
+
+
+def new_server(
+    tmp: Path, http_port: int = 0, users: tuple[ServerUser, ...] | None = None, **overrides: Any
+) -> ChdbHttpServer:
+    """A chDB HTTP server (not started) under ``tmp``, with :func:`new_users` unless given."""
     config = ServerConfig(
         data_dir=str(tmp / "data"),
         http_port=http_port or free_port(),
-        users=(
-            ServerUser("revtrace", secrets.token_urlsafe(12)),
-            ServerUser("grafana", secrets.token_urlsafe(12), readonly=True),
-            ServerUser("viewer", secrets.token_urlsafe(12), grants=("GRANT SELECT ON revtrace.*",)),
-        ),
+        users=users or new_users(),
         **overrides,
     )
     return ChdbHttpServer(config, tmp / "home")
