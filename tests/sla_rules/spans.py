@@ -43,6 +43,7 @@ _ATTRS = {
     "period": sc.BIZ_RECON_PERIOD,
     "count": sc.BIZ_RECON_COUNT,
     "recon_amount": sc.BIZ_RECON_AMOUNT,
+    "refs": sc.BIZ_OBJECT_REFS,
 }
 
 

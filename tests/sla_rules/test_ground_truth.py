@@ -30,7 +30,12 @@ def test_score_counts_per_category() -> None:
         "d": {"expected": {"category": "mapping"}},
         "e": {"expected": {"category": "mapping"}},
     }
-    verdicts = {"a": ("stuck", "stuck"), "b": ("failed", "latency"), "c": ("failed", "latency"), "d": ("failed", "mapping")}
+    verdicts = {
+        "a": ("stuck", "stuck"),
+        "b": ("failed", "latency"),
+        "c": ("failed", "latency"),
+        "d": ("failed", "mapping"),
+    }
     s = score(truth, verdicts)
     assert (s.categories["stuck"].tp, s.categories["stuck"].fn, s.categories["stuck"].recall) == (1, 1, 0.5)
     assert (s.categories["latency"].fp, s.categories["latency"].precision) == (2, 0.0)
@@ -57,7 +62,9 @@ def rules_for(profile_path: Path, time_scale: float) -> RuleSet:
     return scale_durations(dataclasses.replace(base, rules=tuple(rules)), time_scale)
 
 
-def test_precision_and_recall_against_the_reference_engine(store: Store, collector: Collector, tmp_path: Path) -> None:
+def test_precision_and_recall_against_the_reference_engine(
+    store: Store, collector: Collector, tmp_path: Path
+) -> None:
     sync_engine = pytest.importorskip("sync_engine")
     truth_path = tmp_path / "ground-truth.jsonl"
     workload = sync_engine.Workload(
@@ -80,7 +87,9 @@ def test_precision_and_recall_against_the_reference_engine(store: Store, collect
         workload.stop()
     emitted = workload.summary()["spans_emitted"]
     deadline = time.monotonic() + 30
-    while store.query("SELECT count() FROM revtrace_spans").scalar() < emitted and time.monotonic() < deadline:
+    while (
+        store.query("SELECT count() FROM revtrace_spans").scalar() < emitted and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     rules = rules_for(PROFILE, TIME_SCALE)
     # Judge once everything still waiting is past its deadline, as the ground truth does.
