@@ -128,6 +128,7 @@ class ServerConfig:
     tcp_port: int = 0
     keep_alive_timeout: int = 3
     profile_settings: Mapping[str, str] = field(default_factory=dict)
+    """Session settings of every user (both profiles), e.g. a cluster's distributed_* settings."""
     remote_servers: Mapping[str, tuple[tuple[tuple[str, int], ...], ...]] = field(default_factory=dict)
     macros: Mapping[str, str] = field(default_factory=dict)
 
@@ -236,7 +237,7 @@ def _users_xml(config: ServerConfig) -> str:
         "    <profiles>",
         f"        <default>{profile}</default>",
         "        <readonly>",
-        "            <readonly>1</readonly>",
+        f"            <readonly>1</readonly>{profile}",
         "            <constraints><max_execution_time><changeable_in_readonly/></max_execution_time></constraints>",
         "        </readonly>",
         "    </profiles>",

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+import httpx
 import pytest
 
 from collector import migrations
@@ -26,8 +27,10 @@ from collector.migrations import (
 from collector.service import Collector, CollectorConfig
 from collector.store import Store, parse_store_url
 from deploy.chdb_http import ChdbHttpServer
+from grafana import generate
 from tests.deploy import workload
 from tests.deploy.conftest import free_port, new_server, new_users, role_env, run_cli
+from tests.deploy.grafana_macros import ALL, Context, expand
 from tracer import semconv
 
 CLUSTER = "revtrace"
@@ -287,6 +290,54 @@ def test_two_shards_spans_in_through_one_node_whole_transactions_per_shard(loade
         "(SELECT CorrelationId FROM revtrace_spans WHERE Outcome = 'failed') GROUP BY CorrelationId"
     )
     assert [r[0] for r in failed.rows] == ["q2c-stuck"]
+
+
+def test_every_grafana_panel_runs_on_the_cluster_as_the_read_only_user(
+    loaded: list[Store], shards: list[ChdbHttpServer]
+) -> None:
+    node = shards[1]
+    reader = node.config.users[1]
+    assert reader.readonly
+    now = time.time()
+    ctx = Context(
+        start=now - 3 * 3600,
+        end=now + 60,
+        interval_s=300,
+        variables={
+            "entity": [ALL],
+            "correlation_id": ["q2c-stuck"],
+            "pair": [generate.PAIR.default],
+            "sla_s": ["600"],
+            "invoice_sla_s": ["3600"],
+            "payment_sla_s": ["900"],
+        },
+        options={"entity": ["US01", "DE01"]},
+    )
+    failures = []
+    for dashboard in generate.DASHBOARDS:
+        queries = [p.sql for p in dashboard.panels] + [
+            v.query for v in dashboard.variables if v.kind == "query"
+        ]
+        for sql in queries:
+            # As the plugin sends it: the read-only user, max_execution_time set, the default database.
+            response = httpx.post(
+                f"http://{node.config.local_host}:{node.config.http_port}/",
+                params={"database": DATABASE, "max_execution_time": "60", "default_format": "JSONCompact"},
+                content=expand(sql, ctx).encode(),
+                auth=(reader.name, reader.password),
+                timeout=30,
+            )
+            if response.status_code != 200:
+                failures.append(f"{dashboard.uid}: {response.text[:300]}")
+    assert failures == []
+    spans = httpx.post(
+        f"http://{node.config.local_host}:{node.config.http_port}/",
+        params={"database": DATABASE, "default_format": "JSON"},
+        content=expand(next(p.sql for p in generate.TRACE.panels if p.kind == "traces"), ctx).encode(),
+        auth=(reader.name, reader.password),
+        timeout=30,
+    ).json()["data"]
+    assert len(spans) == 5 and {s["traceID"] for s in spans} == {"q2c-stuck"}
 
 
 @pytest.mark.xfail(
