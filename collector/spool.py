@@ -200,7 +200,11 @@ class Spool:
         payload = encode_payload(blocks)
         record = _HEADER.pack(_MAGIC, len(payload), zlib.crc32(payload)) + payload
         with self._lock:
-            if self.end - self.committed + len(record) > self.max_backlog_bytes:
+            backlog = self.end - self.committed
+            # Refuse only while something is waiting for the store: a record
+            # bigger than the whole limit is taken into an empty spool, else
+            # it would be refused (503, retryable) forever.
+            if backlog and backlog + len(record) > self.max_backlog_bytes:
                 raise SpoolFullError(
                     f"spool backlog {self.end - self.committed} bytes is at its limit {self.max_backlog_bytes}"
                 )

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 __all__ = [
+    "EXPORTER_ENV",
     "ROOT",
     "ProcessSampler",
     "Producers",
@@ -36,6 +37,11 @@ __all__ = [
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
+
+EXPORTER_ENV = {"OTEL_EXPORTER_OTLP_TRACES_TIMEOUT": "60", "OTEL_BSP_EXPORT_TIMEOUT": "180000"}
+"""Adapters' exporter settings: the OTLP exporter waits ``Retry-After`` (5 s) and
+gives up once its timeout has passed; with a minute it retries a 503 several
+times before a batch is lost. Shutdown waits up to three minutes for the queue."""
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
