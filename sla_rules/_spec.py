@@ -32,6 +32,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import reprlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib import resources
@@ -520,6 +521,12 @@ class RuleSet:
 # --- reading ----------------------------------------------------------------------
 
 
+# A problem quotes the value it is about, shortened: a few bytes of YAML (aliases
+# of aliases) can be a structure whose full repr runs to gigabytes.
+_SHORT: Final = reprlib.Repr()
+_SHORT.maxlevel, _SHORT.maxstring, _SHORT.maxother, _SHORT.maxlong = 3, 120, 120, 60
+
+
 class _Reader:
     """Collects every problem while reading one document."""
 
@@ -530,7 +537,7 @@ class _Reader:
         if value is ...:
             self.problems.append(f"{path}: {message}")
         else:
-            self.problems.append(f"{path}: {message}, got {value!r}")
+            self.problems.append(f"{path}: {message}, got {_SHORT.repr(value)}")
 
     def mapping(
         self, value: Any, path: str, allowed: tuple[str, ...], required: tuple[str, ...] = ()
@@ -1201,6 +1208,10 @@ def _read_yaml(text: str, source: str) -> Any:
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
         raise RuleError([f"{where}not valid YAML: {getattr(exc, 'problem', exc)}"], source) from exc
+    except RecursionError as exc:  # PyYAML composes recursively
+        raise RuleError(["not valid YAML: nested too deeply"], source) from exc
+    except ValueError as exc:  # e.g. an integer longer than Python converts (4300 digits)
+        raise RuleError([f"not valid YAML: {exc}"], source) from exc
 
 
 def load_rules(path: str | Path) -> RuleSet:
@@ -1218,6 +1229,10 @@ def load_rules(path: str | Path) -> RuleSet:
         text = p.read_text(encoding="utf-8")
     except OSError as exc:
         raise RuleError([f"cannot read: {exc.strerror or exc}"], str(p)) from exc
+    except UnicodeDecodeError as exc:
+        raise RuleError(
+            [f"not UTF-8: byte {exc.object[exc.start]:#04x} at offset {exc.start}"], str(p)
+        ) from exc
     return parse_rules(_read_yaml(text, str(p)), str(p))
 
 
