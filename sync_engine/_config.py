@@ -74,6 +74,12 @@ class EngineConfig:
     client_id: str = "revtrace-sync"
     """The API client name the engine identifies itself with (Salesforce
     ``Sforce-Call-Options: client=…``); changes it made come back with it."""
+    retain_transactions: int = 2_000
+    """Transactions kept in memory (with their payloads, for replay and the API):
+    beyond it the oldest completed ones are dropped a minute after they finished,
+    failed and held ones only beyond twice as many."""
+    retain_events: int = 50_000
+    """Event ids kept for deduplication."""
     http_client_spans: bool = False
     """Also emit one CLIENT span per HTTP call (tracer.instrument_httpx)."""
 
@@ -107,6 +113,11 @@ class EngineConfig:
             problems.append(
                 "inbound_capacity and max_concurrency: must be >= 1, got "
                 f"{self.inbound_capacity!r}, {self.max_concurrency!r}"
+            )
+        if self.retain_transactions < 100 or self.retain_events < 100:
+            problems.append(
+                "retain_transactions and retain_events: must be >= 100, got "
+                f"{self.retain_transactions!r}, {self.retain_events!r}"
             )
         if self.reconcile_every < 0:
             problems.append(f"reconcile_every: must be >= 0, got {self.reconcile_every!r}")

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import hmac
+import itertools
 import logging
 import os
 import secrets
@@ -45,6 +46,7 @@ from sync_engine._config import ENV_REPLAY_TOKEN, Endpoints, EngineConfig
 from sync_engine._errors import ReplayError, StepFailed
 from sync_engine._flows import VENDORS, EngineContext, Flows, ready_for_invoice
 from sync_engine._metrics import EngineMetrics
+from sync_engine._recon import reconcile
 from sync_engine._reference import LEGAL_ENTITIES
 from sync_engine._server import HttpServer, JsonResponse
 from sync_engine._store import (
@@ -449,6 +451,9 @@ class SyncEngine:
             cid = self.inbox.entries[event.id].correlation_id
             self._dead_letter(event, cid, EVENT_STAGE[event.type], FailureCategory.UNKNOWN, "engine error")
         entry.status = EventStatus.PROCESSED if result is not _Result.FAILED else EventStatus.DEAD_LETTERED
+        # Deduplication needs the id, type and order of a handled event, not its body
+        # (the transaction and the dead letter keep that for replays).
+        entry.event = replace(entry.event, payload={})
         self._replayed(event, ok=result is not _Result.FAILED)
         if result is not _Result.PENDING and event.stream and event.sequence is not None:
             self.ctx.applied(event.stream, event.sequence)
@@ -467,6 +472,7 @@ class SyncEngine:
             tx = Transaction(cid, process, trigger or f"{event.source.value}:event/{event.id}")
             tx.payload["event"] = event.payload
             self.transactions[cid] = tx
+            self.ctx.on_transaction(cid)
         if event.id not in tx.events:
             tx.events.append(event.id)
         if tx.legal_entity is None:
@@ -716,31 +722,55 @@ class SyncEngine:
         self.retry_queue.push(time.monotonic() + self.clock.real(delay), tx.correlation_id)
         self._wake.set()
 
+    def _evict(self) -> None:
+        """Bound memory: drop the oldest finished transactions (a minute after
+        they finished) and the oldest event ids beyond the configured retention."""
+        txs = self.transactions
+        limit = self.config.retain_transactions
+        if len(txs) > limit:
+            now = time.monotonic()
+            # Completed ones go first; failed and held ones (what the workbench replays) only past twice the limit.
+            evictable = {TxState.COMPLETED} if len(txs) <= 2 * limit else TERMINAL_STATES
+            for cid in list(itertools.islice(txs, len(txs) - limit + limit // 10)):
+                tx = txs[cid]
+                if tx.state in evictable and not tx.running and now - tx.updated > 60:
+                    del txs[cid]
+                    self.ctx.observations.pop(cid, None)
+        entries = self.inbox.entries
+        excess = len(entries) - self.config.retain_events
+        if excess > 0:
+            for event_id in list(itertools.islice(entries, excess)):
+                if entries[event_id].status in (EventStatus.PROCESSED, EventStatus.DEAD_LETTERED):
+                    del entries[event_id]
+        effects = self.inbox.effects
+        for key in list(itertools.islice(effects, max(0, len(effects) - self.config.retain_events))):
+            del effects[key]
+
     async def _timer_loop(self) -> None:
+        last_eviction = time.monotonic()
         while True:
             now = time.monotonic()
+            if now - last_eviction > 5.0:
+                self._evict()
+                last_eviction = now
             for cid in self.retry_queue.pop_due(now):
                 tx = self.transactions.get(cid)
                 if tx is not None and tx.state is TxState.QUEUED:
                     self.spawn(self.flows.post_invoice(tx, None), name="requeued")
             self._expire_parked()
             due = [d for d in (self.retry_queue.next_due(), self.parking.next_deadline()) if d is not None]
-            timeout = max(0.0, min(due) - time.monotonic()) if due else None
+            timeout = min(5.0, max(0.0, min(due) - time.monotonic())) if due else 5.0
             self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
     async def _reconcile_loop(self) -> None:
-        from sync_engine._recon import reconcile
-
         while True:
             await self.clock.sleep(self.config.reconcile_every)
             await reconcile(self.ctx)
 
     async def reconcile(self) -> str:
         """Take reconciliation snapshots now; returns the run's correlation id."""
-        from sync_engine._recon import reconcile
-
         return await reconcile(self.ctx)
 
     # -- replay ------------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -119,6 +119,7 @@ class FaultLog:
     def __init__(self) -> None:
         self._by_cid: dict[str, list[FiredFault]] = defaultdict(list)
         self._count = 0
+        self._categories: Counter[str] = Counter()
 
     def record(
         self,
@@ -140,6 +141,7 @@ class FaultLog:
             FiredFault(correlation_id, kind, system, stage, cat, dt.datetime.now(dt.UTC), detail)
         )
         self._count += 1
+        self._categories[cat.value if cat else "none"] += 1
 
     def for_cid(self, correlation_id: str) -> list[FiredFault]:
         """The faults injected into one transaction, in order."""
@@ -150,11 +152,7 @@ class FaultLog:
 
     def by_category(self) -> dict[str, int]:
         """How many faults were injected per category."""
-        counts: dict[str, int] = defaultdict(int)
-        for faults in self._by_cid.values():
-            for fault in faults:
-                counts[fault.category.value if fault.category else "none"] += 1
-        return dict(counts)
+        return dict(self._categories)
 
 
 class LatencySampler:

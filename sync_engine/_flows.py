@@ -111,6 +111,8 @@ class EngineContext:
     """Called when something events may wait for has happened (``invoice:in_…#1``)."""
     requeue: Callable[[Transaction, float], None] = lambda tx, delay: None
     """Put a transaction into the retry queue."""
+    on_transaction: Callable[[str], None] = lambda correlation_id: None
+    """Called when the engine starts a transaction."""
 
     def observe(self, correlation_id: str, observation: Observation) -> None:
         """Record an observation for a transaction."""

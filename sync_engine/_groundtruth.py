@@ -22,11 +22,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import orjson
 
@@ -42,6 +42,8 @@ __all__ = ["SETTLE_SECONDS", "GroundTruth", "ScenarioRecord"]
 
 log = logging.getLogger("sync_engine")
 
+RETAINED_LINES: Final = 10_000
+"""Lines kept in memory (all of them are in the file)."""
 _OUTCOME = {TxState.COMPLETED: "ok", TxState.FAILED: "failed", TxState.HELD: "held"}
 SETTLE_SECONDS = 3.0
 """Simulated seconds a finished transaction is left alone before its line is
@@ -75,9 +77,13 @@ class GroundTruth:
         self.faults = faults
         self.engine = engine
         self.records: dict[str, ScenarioRecord] = {}
-        self.lines: list[dict[str, Any]] = []
-        self._written: set[str] = set()
-        self._recon_written: set[str] = set()
+        self.lines: deque[dict[str, Any]] = deque(maxlen=RETAINED_LINES)
+        """The lines written, the most recent ``RETAINED_LINES`` of them."""
+        self.count = 0
+        self._outcomes: Counter[str] = Counter()
+        self._categories: Counter[str] = Counter()
+        self._pending: dict[str, None] = {}
+        self._recon_written = 0
         self._file: IO[bytes] | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -86,6 +92,11 @@ class GroundTruth:
     def register(self, record: ScenarioRecord) -> None:
         """The workload started a transaction."""
         self.records[record.correlation_id] = record
+        self.track(record.correlation_id)
+
+    def track(self, correlation_id: str) -> None:
+        """A transaction needs a line (the workload's, or one the engine started)."""
+        self._pending[correlation_id] = None
 
     # -- derivation ------------------------------------------------------------------------------------
     def expected(self, tx: Transaction | None, faults: list[FiredFault], *, final: bool) -> dict[str, Any]:
@@ -196,7 +207,12 @@ class GroundTruth:
     # -- writing ---------------------------------------------------------------------------------------
     def _write(self, line: dict[str, Any]) -> None:
         self.lines.append(line)
-        self._written.add(line["correlation_id"])
+        self._pending.pop(line["correlation_id"], None)
+        self.records.pop(line["correlation_id"], None)
+        self.count += 1
+        self._outcomes[line["expected"]["outcome"]] += 1
+        if line["expected"]["category"]:
+            self._categories[line["expected"]["category"]] += 1
         if self._file is not None:
             self._file.write(orjson.dumps(line) + b"\n")
             self._file.flush()
@@ -208,9 +224,7 @@ class GroundTruth:
         settle = self.clock.real(SETTLE_SECONDS)
         stuck_after = self.clock.real(self.profile.stuck_after)
         written = 0
-        for cid in list(self.records) + [c for c in list(self.engine.transactions) if c not in self.records]:
-            if cid in self._written:
-                continue
+        for cid in list(self._pending):
             tx = self.engine.transactions.get(cid)
             if tx is None or tx.running:
                 continue
@@ -219,11 +233,13 @@ class GroundTruth:
             if terminal or waiting:
                 self._write(self.line(cid))
                 written += 1
-        for cid, started in list(self.engine.ctx.recon_runs.items()):
-            if cid not in self._recon_written and now - started[1] >= settle:
-                self._recon_written.add(cid)
-                self._write(self._recon_line(cid, started[0]))
-                written += 1
+        runs = self.engine.ctx.recon_runs
+        for cid in list(runs)[self._recon_written :]:
+            if now - runs[cid][1] < settle:
+                break
+            self._recon_written += 1
+            self._write(self._recon_line(cid, runs[cid][0]))
+            written += 1
         return written
 
     def _recon_line(self, cid: str, started: dt.datetime) -> dict[str, Any]:
@@ -247,15 +263,14 @@ class GroundTruth:
     def write_all(self) -> int:
         """At the end of a run: write every line not written yet."""
         written = self.write_settled()
-        for cid in list(self.records) + [c for c in list(self.engine.transactions) if c not in self.records]:
-            if cid not in self._written:
-                self._write(self.line(cid, final=True))
-                written += 1
-        for cid, started in list(self.engine.ctx.recon_runs.items()):
-            if cid not in self._recon_written:
-                self._recon_written.add(cid)
-                self._write(self._recon_line(cid, started[0]))
-                written += 1
+        for cid in list(self._pending):
+            self._write(self.line(cid, final=True))
+            written += 1
+        runs = self.engine.ctx.recon_runs
+        for cid in list(runs)[self._recon_written :]:
+            self._recon_written += 1
+            self._write(self._recon_line(cid, runs[cid][0]))
+            written += 1
         return written
 
     def close(self) -> None:
@@ -266,16 +281,13 @@ class GroundTruth:
 
     def summary(self) -> dict[str, Any]:
         """Per category: faults injected, and transactions whose expected category it is."""
-        injected = Counter(k for k, v in self.faults.by_category().items() for _ in range(v) if k != "none")
-        expected = Counter(
-            line["expected"]["category"] for line in self.lines if line["expected"]["category"]
-        )
-        outcomes = Counter(line["expected"]["outcome"] for line in self.lines)
-        categories = sorted(set(injected) | set(expected))
+        injected = {k: v for k, v in self.faults.by_category().items() if k != "none"}
+        categories = sorted(set(injected) | set(self._categories))
         return {
-            "transactions": len(self.lines),
-            "outcomes": dict(sorted(outcomes.items())),
+            "transactions": self.count,
+            "outcomes": dict(sorted(self._outcomes.items())),
             "categories": {
-                c: {"injected": injected.get(c, 0), "expected": expected.get(c, 0)} for c in categories
+                c: {"injected": injected.get(c, 0), "expected": self._categories.get(c, 0)}
+                for c in categories
             },
         }

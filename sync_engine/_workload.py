@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import itertools
 import logging
 import random
 import threading
@@ -98,6 +99,8 @@ _ADDRESSES: Final = {
     ),
     "SG": (("8 Marina View", "Singapore", "018960"), ("1 Raffles Place", "Singapore", "048616")),
 }
+_WINDOW: Final = 500
+"""How many of the most recent objects a scenario picks its target from."""
 _FX: Final = {"EUR": Decimal(1), "GBP": Decimal("0.86"), "USD": Decimal("1.08"), "SGD": Decimal("1.45")}
 _LEGAL_FORM: Final = {"DE": "GmbH", "GB": "Ltd", "US": "Inc.", "SG": "Pte. Ltd."}
 _ENTITY_WEIGHTS: Final = {"ACME-DE": 4, "ACME-UK": 2, "ACME-US": 3, "ACME-SG": 1}
@@ -207,12 +210,19 @@ class Driver:
     def _posted(self, invoice_id: str) -> bool:
         return self.sims.erp.find_by_external_id("invoice", invoice_id) is not None
 
+    @staticmethod
+    def _recent(objects: dict[str, Any] | list[Any], n: int = _WINDOW) -> list[Any]:
+        """The ``n`` most recent objects (a long demo does not scan its whole history)."""
+        if isinstance(objects, dict):
+            return list(itertools.islice(reversed(objects.values()), n))
+        return list(itertools.islice(reversed(objects), n))
+
     def _candidates(self, scenario: Scenario) -> list[Any]:
         billing = self.sims.billing
         if scenario in (Scenario.PAYMENT, Scenario.PAYMENT_FAILURE):
             return [
                 i
-                for i in billing.invoices.values()
+                for i in self._recent(billing.invoices)
                 if i["status"] == "open"
                 and i["id"] not in self._used
                 and self._posted(i["id"])
@@ -220,25 +230,27 @@ class Driver:
             ]
         if scenario is Scenario.REFUND:
             out = []
-            for invoice in billing.invoices.values():
+            succeeded = {
+                p["invoice"]: p for p in self._recent(billing.payment_intents) if p["status"] == "succeeded"
+            }
+            for invoice in self._recent(billing.invoices):
                 if (
                     invoice["status"] != "paid"
                     or invoice["id"] in self._refunded
                     or not self._quiet(f"invoice:{invoice['id']}")
                 ):
                     continue
-                paid = [
-                    p
-                    for p in billing.payment_intents.values()
-                    if p["invoice"] == invoice["id"] and p["status"] == "succeeded"
-                ]
-                if paid and self.sims.erp.find_by_external_id("customerPayment", paid[0]["id"]) is not None:
+                paid = succeeded.get(invoice["id"])
+                if (
+                    paid is not None
+                    and self.sims.erp.find_by_external_id("customerPayment", paid["id"]) is not None
+                ):
                     out.append(invoice)
             return out
         if scenario in (Scenario.RENEWAL, Scenario.SUBSCRIPTION_CHANGE):
             return [
                 s
-                for s in billing.subscriptions.values()
+                for s in self._recent(billing.subscriptions)
                 if s["id"] in self.engine.ctx.xref.subscription
                 and s.get("latest_invoice")
                 and self._posted(s["latest_invoice"])
@@ -248,7 +260,7 @@ class Driver:
         if scenario is Scenario.ACCOUNT_UPDATE:
             return [
                 a
-                for a in self.accounts
+                for a in self._recent(self.accounts)
                 if a.id in self.engine.ctx.xref.erp_customer
                 and self._orders_done(a)
                 and a.id not in self._used
@@ -258,7 +270,7 @@ class Driver:
         if scenario is Scenario.UPSELL_NEW_ENTITY:
             return [
                 a
-                for a in self.accounts
+                for a in self._recent(self.accounts)
                 if a.id in self.engine.ctx.xref.erp_customer
                 and self._orders_done(a)
                 and len(a.entities) < 3
@@ -582,6 +594,7 @@ class Runtime:
         self.truth = GroundTruth(
             self.config.ground_truth_path, self.profile, self.clock, self.sims.world.log, self.engine
         )
+        self.engine.ctx.on_transaction = self.truth.track
         self.driver = Driver(self.sims, self.engine, self.profile, self.config.seed, self.truth.register)
 
     def launch(self, scenario: Scenario | None = None) -> asyncio.Task[None]:

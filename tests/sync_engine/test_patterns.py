@@ -24,15 +24,18 @@ from sync_engine import (
     METRIC_RATELIMIT_WAITS,
     METRIC_RETRIES,
     METRIC_TRANSACTIONS,
+    Endpoints,
+    EngineConfig,
     Runtime,
     Scenario,
+    SyncEngine,
     parse_profile,
 )
 from sync_engine._canonical import CRM_ACCOUNT_FIELDS, owned_changes
 from sync_engine._client import BreakerState
-from sync_engine._store import TxState
+from sync_engine._store import EventStatus, InboundEvent, Transaction, TxState
 from tests.sync_engine.conftest import settle, test_engine_config
-from tracer.semconv import RECONCILIATION_STAGES, Stage, System
+from tracer.semconv import RECONCILIATION_STAGES, Process, Stage, System
 
 
 def _profile(name: str, mix: dict[str, int], faults: list[dict[str, Any]] = (), **extra: Any) -> Any:
@@ -296,8 +299,12 @@ def test_replay_api_needs_the_token_and_knows_its_transactions(world: Any, spans
             answers["list"] = (await api.get("/api/v1/transactions", params={"state": "completed"})).json()
             answers["cid"] = cid
 
-    world("clean", [Scenario.NEW_SALE], during=call)
+    world("clean", [Scenario.NEW_SALE], during=call, engine=test_engine_config(http_client_spans=True))
     cid = answers["cid"]
+    # With HTTP client spans on, every call is a CLIENT span inside its business step.
+    calls = [s for s in spans.refresh().of(cid) if s.name.startswith(("GET ", "POST ", "PUT ", "PATCH "))]
+    assert calls and all(s.attributes["http.response.status_code"] < 300 for s in calls)
+    assert {s.parent.span_id for s in calls} <= {s.context.span_id for s in spans.of(cid) if s not in calls}
     assert answers["no_token"] == answers["wrong_token"] == answers["no_token_get"] == 401
     assert answers["unknown"] == 404
     assert answers["replay"] == (202, {"correlation_id": cid, "status": "completed"})
@@ -394,3 +401,46 @@ def test_reconciliation_snapshots_per_system_type_period_and_currency(world: Any
     )
     line = next(line for line in runtime.truth.lines if line["correlation_id"] == run["cid"])
     assert line["process"] == "reconciliation" and line["expected"]["outcome"] == "ok"
+
+
+def test_engine_memory_is_bounded_and_keeps_what_the_workbench_needs() -> None:
+    async def run() -> tuple[SyncEngine, list[str]]:
+        endpoints = Endpoints(
+            "http://127.0.0.1:9", "http://127.0.0.1:9", "http://127.0.0.1:9", "t", "k", "t", "whsec_x", "s"
+        )
+        engine = SyncEngine(endpoints, EngineConfig(retain_transactions=100, retain_events=100))
+        held: list[str] = []
+        for n in range(190):
+            tx = Transaction(f"cid-{n}", Process.QUOTE_TO_CASH, "test")
+            tx.set_state(TxState.COMPLETED if n < 150 else TxState.HELD, "done")
+            tx.updated = 0.0  # finished long ago
+            engine.transactions[tx.correlation_id] = tx
+            if n >= 150:
+                held.append(tx.correlation_id)
+        for n in range(130):
+            entry = engine.inbox.add(
+                InboundEvent(
+                    f"evt_{n}",
+                    System.BILLING,
+                    "invoice.finalized",
+                    {},
+                    tx.started_at,
+                    tx.started_at,
+                    1,
+                    None,
+                    None,
+                    None,
+                )
+            )
+            entry.status = EventStatus.PROCESSED
+            engine.inbox.effects[f"post:in_{n}"] = f"evt_{n}"
+        engine._evict()
+        await engine.stop()
+        return engine, held
+
+    engine, held = asyncio.run(run())
+    assert len(engine.transactions) == 90
+    assert all(cid in engine.transactions for cid in held)
+    assert "cid-149" in engine.transactions and "cid-0" not in engine.transactions
+    assert len(engine.inbox.entries) == 100 and "evt_129" in engine.inbox.entries
+    assert len(engine.inbox.effects) == 100
