@@ -19,8 +19,12 @@ from tracer.semconv import FailureCategory, ObjectType, Stage, System
 __all__ = [
     "ALERT_CATEGORIES",
     "ALERT_LABEL_ENTITY",
+    "BREAKER_STATES",
     "COLLECTOR_SERVICE",
+    "OBJECT_ALIASES",
     "OBJECT_TYPES",
+    "SYNC_COUNTERS",
+    "SYNC_LEVELS",
     "AlertStatus",
     "CollectorMetric",
     "Objective",
@@ -233,6 +237,3 @@ class CollectorMetric(StrEnum):
     SPOOL_BACKLOG = "revtrace.spool.backlog_bytes"
     WRITER_ROWS = "revtrace.writer.rows"
     WRITER_ERRORS = "revtrace.writer.errors"
-
-
-__all__ += ["BREAKER_STATES", "OBJECT_ALIASES", "SYNC_COUNTERS", "SYNC_LEVELS"]

@@ -19,8 +19,10 @@ from dashboard import auth, data, settings
 from dashboard.auth import AuthMode, Permission, Role, User
 
 __all__ = [
+    "DEFAULT_RANGE",
     "NO_SPANS",
     "RANGES",
+    "auth_mode",
     "current_user",
     "empty",
     "filters",
@@ -31,7 +33,10 @@ __all__ = [
     "require",
     "set_query_params",
     "sign_in",
+    "sign_out",
     "trace_url",
+    "url_selectbox",
+    "url_text",
 ]
 
 NO_SPANS: Final = (
@@ -395,6 +400,3 @@ def fmt_seconds(seconds: Any) -> str:
 def empty(message: str) -> None:
     """An empty state that tells a new user what to do."""
     st.info(message)
-
-
-__all__ += ["DEFAULT_RANGE", "auth_mode", "sign_out", "url_selectbox", "url_text"]

@@ -19,7 +19,9 @@ from tracer import semconv
 __all__ = [
     "CACHE_TTL_S",
     "Filters",
+    "StoreError",
     "cached",
+    "cached_for",
     "clear_caches",
     "collector_status",
     "get_store",
@@ -28,6 +30,7 @@ __all__ = [
     "table_exists",
     "use_collector_status",
     "use_store",
+    "utcnow",
     "vocabulary",
 ]
 
@@ -112,6 +115,7 @@ def _store_key(store: Store) -> str:
 # --- SQL ----------------------------------------------------------------------
 
 _INCLUDE: Final = re.compile(r"/\*@(?P<name>[a-z_]+)\*/")
+_SLOT: Final = re.compile(r"/\*:(?P<name>[a-z_]+)\*/")
 
 
 def _strip_comments(text: str) -> str:
@@ -119,10 +123,11 @@ def _strip_comments(text: str) -> str:
 
 
 @functools.cache
-def sql(name: str) -> str:
-    """The query ``dashboard/data/sql/<name>.sql`` with its ``/*@snippet*/`` includes filled.
+def sql(name: str, **slots: str) -> str:
+    """The query ``dashboard/data/sql/<name>.sql`` with its ``/*@snippet*/`` includes
+    and its ``/*:slot*/`` slots filled (``slots`` names the snippet for each slot).
 
-    Snippets are the ``_<snippet>.sql`` files; they are static SQL (never input).
+    Snippets are the ``_<snippet>.sql`` files: static SQL, never input.
     """
     root = resources.files("dashboard.data") / "sql"
     text = _strip_comments((root / f"{name}.sql").read_text(encoding="utf-8"))
@@ -130,7 +135,10 @@ def sql(name: str) -> str:
     def include(match: re.Match[str]) -> str:
         return sql(f"_{match['name']}")
 
-    return _INCLUDE.sub(include, text)
+    def fill(match: re.Match[str]) -> str:
+        return sql(f"_{slots[match['name']]}")
+
+    return _INCLUDE.sub(include, _SLOT.sub(fill, text))
 
 
 def vocabulary() -> dict[str, Any]:
@@ -143,7 +151,9 @@ _VOCABULARY: Final[dict[str, Any]] = {
     "outcome_failed": str(semconv.Outcome.FAILED),
     "ok_outcomes": [str(semconv.Outcome.OK), str(semconv.Outcome.SKIPPED_DUPLICATE)],
     "failed_outcomes": [str(semconv.Outcome.FAILED), str(semconv.Outcome.DEAD_LETTERED)],
-    "customer_stages": [str(semconv.Stage.BILLING_CUSTOMER_UPSERT), str(semconv.Stage.ERP_CUSTOMER_UPSERT)],
+    "customer_billing": str(semconv.Stage.BILLING_CUSTOMER_UPSERT),
+    "customer_erp": str(semconv.Stage.ERP_CUSTOMER_UPSERT),
+    "category_mismatch": str(semconv.FailureCategory.MISMATCH),
     "category_duplicate": str(semconv.FailureCategory.DUPLICATE),
     "category_rate_limited": str(semconv.FailureCategory.RATE_LIMITED),
     "sys_crm": str(semconv.System.CRM),
@@ -211,10 +221,12 @@ def table_exists(store: Store, table: str) -> bool:
     return found
 
 
-def run_df(store: Store, name: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
-    """Run the named SQL file with the vocabulary and ``params`` bound; a DataFrame."""
+def run_df(
+    store: Store, name: str, params: Mapping[str, Any] | None = None, slots: Mapping[str, str] | None = None
+) -> pd.DataFrame:
+    """Run the named SQL file (``slots`` filled) with the vocabulary and ``params`` bound."""
     bound = {**_VOCABULARY, **(params or {})}
-    return store.query_df(sql(name), bound)
+    return store.query_df(sql(name, **dict(slots or {})), bound)
 
 
 def _in_streamlit() -> bool:
@@ -225,30 +237,37 @@ def _in_streamlit() -> bool:
     return bool(runtime.exists())
 
 
-def cached(fn: Callable[_P, _R]) -> Callable[_P, _R]:
-    """Cache a query function's result for :data:`CACHE_TTL_S` inside Streamlit.
+def cached_for(ttl: int) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Cache a query function's result for ``ttl`` seconds inside Streamlit.
 
     The store is part of the key by identity (two databases never share results);
     outside a Streamlit run (the CLI, benchmarks' baselines) the function runs as is.
     """
 
-    @functools.cache
-    def streamlit_cached() -> Callable[_P, _R]:
-        # Wrapped on first use inside a run: st.cache_data outside one logs a warning.
-        import streamlit as st
+    def decorate(fn: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.cache
+        def streamlit_cached() -> Callable[_P, _R]:
+            # Wrapped on first use inside a run: st.cache_data outside one logs a warning.
+            import streamlit as st
 
-        return cast(
-            Callable[_P, _R],
-            st.cache_data(ttl=CACHE_TTL_S, show_spinner=False, hash_funcs={Store: _store_key})(fn),
-        )
+            return cast(
+                Callable[_P, _R],
+                st.cache_data(ttl=ttl, show_spinner=False, hash_funcs={Store: _store_key})(fn),
+            )
 
-    @functools.wraps(fn)
-    def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
-        if _in_streamlit():
-            return streamlit_cached()(*args, **kwargs)
-        return fn(*args, **kwargs)
+        @functools.wraps(fn)
+        def call(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            if _in_streamlit():
+                return streamlit_cached()(*args, **kwargs)
+            return fn(*args, **kwargs)
 
-    return call
+        return call
+
+    return decorate
+
+
+cached = cached_for(CACHE_TTL_S)
+"""Cache for :data:`CACHE_TTL_S` (see :func:`cached_for`)."""
 
 
 def clear_caches() -> None:
@@ -257,6 +276,3 @@ def clear_caches() -> None:
 
     st.cache_data.clear()
     _missing_tables.clear()
-
-
-__all__ += ["StoreError", "utcnow"]

@@ -7,13 +7,14 @@ is at most a few hundred rows. User input is always a bound parameter.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Final
 
 import pandas as pd
 
 from collector.store import Store
 from dashboard import model
-from dashboard.data._core import Filters, cached, run_df, table_exists, utcnow
+from dashboard.data._core import Filters, cached, cached_for, run_df, table_exists, utcnow
 
 __all__ = [
     "ALERTS_TABLE",
@@ -23,24 +24,23 @@ __all__ = [
     "SILENCES_TABLE",
     "SLA_POINTS_TABLE",
     "TRANSACTIONS_TABLE",
+    "LatencyView",
+    "Overview",
     "alerts",
     "alerts_by_category",
-    "customer_sync",
     "duplicates",
     "entities",
     "evaluator_tables",
     "failures_by_category",
     "find_correlations",
-    "latency_bands",
-    "latency_breaches",
-    "latency_by",
-    "latency_histogram",
-    "latency_summary",
+    "has_spans",
+    "latency",
     "metric_increases",
     "metric_latest",
     "metric_levels",
     "mttr",
     "objects",
+    "overview",
     "recon_exceptions",
     "recon_items",
     "recon_runs",
@@ -48,7 +48,6 @@ __all__ = [
     "silences",
     "sla_points",
     "throughput",
-    "totals",
     "transactions_for",
     "workbench",
 ]
@@ -77,11 +76,43 @@ def evaluator_tables(store: Store) -> dict[str, bool]:
 # --- overview --------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Overview:
+    """The overview's KPI ingredients: for the whole window and per bucket."""
+
+    total: dict[str, Any]
+    """transactions, spans, failed_spans, last_span, sync_ok/failed, inv_completed,
+    inv_p50/p95/p99, inv_breaches, inv_waiting_past_sla, pay_completed, pay_p95."""
+    buckets: pd.DataFrame
+    """The same per bucket of the transactions' first span."""
+
+
 @cached
-def totals(store: Store, f: Filters) -> dict[str, Any]:
-    """Spans, transactions, failed and retried spans in the window, and the last span's time."""
-    df = run_df(store, "span_totals", f.params())
-    return {str(k): v for k, v in df.iloc[0].to_dict().items()} if len(df) else {}
+def has_spans(store: Store, f: Filters) -> bool:
+    """Whether any business span arrived in the window (for the empty states)."""
+    return bool(len(run_df(store, "has_spans", f.params())))
+
+
+@cached
+def overview(store: Store, f: Filters, posting: model.StagePair, payment: model.StagePair) -> Overview:
+    """One pass over the window: transactions, spans, customer sync, invoice posting
+    and payment propagation, in total and per bucket."""
+    params = {
+        **f.params(),
+        "inv_from": posting.from_stage,
+        "inv_to": posting.to_stage,
+        "inv_sla": float(posting.sla_s),
+        "pay_from": payment.from_stage,
+        "pay_to": payment.to_stage,
+        "now": min(f.end, utcnow()),
+    }
+    df = run_df(store, "overview_kpis", params)
+    if not len(df):
+        return Overview({}, df)
+    df = df.drop(columns=["inv_q", "pay_q"])
+    totals = df[df["part"] == "total"]
+    total = {str(k): v for k, v in totals.iloc[0].to_dict().items()} if len(totals) else {}
+    return Overview(total, df[df["part"] == "bucket"].reset_index(drop=True))
 
 
 @cached
@@ -91,61 +122,67 @@ def failures_by_category(store: Store, f: Filters) -> pd.DataFrame:
 
 
 @cached
-def customer_sync(store: Store, f: Filters) -> pd.DataFrame:
-    """Customer upserts per bucket: ok, failed, pending (final outcome per transaction and stage)."""
-    return run_df(store, "kpi_customer_sync", f.params())
-
-
-@cached
 def duplicates(store: Store, f: Filters) -> pd.DataFrame:
-    """Transactions and duplicated transactions per bucket."""
+    """Duplicated transactions per bucket of their first span."""
     return run_df(store, "kpi_duplicates", f.params())
 
 
 # --- latency ------------------------------------------------------------------------------
 
 
-def _pair_params(f: Filters, pair: model.StagePair) -> dict[str, Any]:
-    return {
+@dataclass(frozen=True)
+class LatencyView:
+    """Everything the latency page shows about one stage pair."""
+
+    summary: dict[str, Any]
+    """completed, p50, p95, p99, worst, breaches, waiting, waiting_past_sla."""
+    bands: pd.DataFrame
+    histogram: pd.DataFrame
+    by_entity: pd.DataFrame
+    by_vendor: pd.DataFrame
+    late: pd.DataFrame
+    """The worst transactions: breached, or still waiting past the SLA."""
+
+
+_LATE_COLUMNS: Final = ("correlation_id", "entity", "vendor", "t_from", "state", "seconds")
+
+
+@cached
+def latency(store: Store, f: Filters, pair: model.StagePair, limit: int = 100) -> LatencyView:
+    """One pass over the pair's spans: bands, distribution, per entity and vendor, worst."""
+    bin_s = max(pair.sla_s / 10, 0.001)
+    params = {
         **f.params(),
         "from_stage": pair.from_stage,
         "to_stage": pair.to_stage,
         "sla": float(pair.sla_s),
         "now": min(f.end, utcnow()),
+        "bin": bin_s,
+        "max_bin": HISTOGRAM_BINS,
+        "limit": limit,
     }
+    df = run_df(store, "latency_page", params)
+    if not len(df):
+        empty = _empty(())
+        return LatencyView({}, empty, empty, empty, empty, _empty(_LATE_COLUMNS))
+    metrics = ["completed", "p50", "p95", "p99", "worst", "breaches", "waiting", "waiting_past_sla"]
+    total = df[df["part"] == "total"].iloc[0]
+    summary = {k: total[k] for k in metrics}
+    late = pd.DataFrame([tuple(x) for x in total["late_list"]], columns=list(_LATE_COLUMNS))
+    parts = {name: part.reset_index(drop=True) for name, part in df.groupby("part")}
 
+    def part(name: str, key: str) -> pd.DataFrame:
+        found = parts.get(name)
+        return found[[key, *metrics]] if found is not None else _empty((key, *metrics))
 
-@cached
-def latency_summary(store: Store, f: Filters, pair: model.StagePair) -> dict[str, Any]:
-    """Completed count, p50/p95/p99, breaches and transactions waiting past the SLA."""
-    df = run_df(store, "latency_summary", _pair_params(f, pair)).drop(columns=["q"], errors="ignore")
-    return {str(k): v for k, v in df.iloc[0].to_dict().items()} if len(df) else {}
-
-
-@cached
-def latency_bands(store: Store, f: Filters, pair: model.StagePair) -> pd.DataFrame:
-    """Per bucket: completed, p50, p95, p99, worst and breaches."""
-    return run_df(store, "latency_bands", _pair_params(f, pair)).drop(columns=["q"], errors="ignore")
-
-
-@cached
-def latency_histogram(store: Store, f: Filters, pair: model.StagePair) -> pd.DataFrame:
-    """Counts per latency bin; bins are a tenth of the SLA, the last one open-ended."""
-    params = {**_pair_params(f, pair), "bin": max(pair.sla_s / 10, 0.001), "max_bin": HISTOGRAM_BINS}
-    return run_df(store, "latency_histogram", params)
-
-
-@cached
-def latency_by(store: Store, f: Filters, pair: model.StagePair, dimension: str) -> pd.DataFrame:
-    """Per legal entity (``dimension='entity'``) or vendor: percentiles, breaches, waiting."""
-    params = {**_pair_params(f, pair), "dimension": dimension}
-    return run_df(store, "latency_by_dimension", params).drop(columns=["q"], errors="ignore")
-
-
-@cached
-def latency_breaches(store: Store, f: Filters, pair: model.StagePair, limit: int = 100) -> pd.DataFrame:
-    """The worst transactions: breached, or still waiting past the SLA."""
-    return run_df(store, "latency_breaches", {**_pair_params(f, pair), "limit": limit})
+    bands = part("bucket", "bucket")
+    bands = bands[bands["completed"] > 0].reset_index(drop=True)
+    hist = part("bin", "bin")
+    hist = hist[hist["completed"] > 0].reset_index(drop=True)
+    hist = hist.assign(lower_s=hist["bin"].astype(float) * bin_s)[["bin", "lower_s", "completed"]]
+    by_entity = part("entity", "entity").sort_values(["breaches", "waiting_past_sla"], ascending=False)
+    by_vendor = part("vendor", "vendor").sort_values(["breaches", "p95"], ascending=False)
+    return LatencyView(summary, bands, hist, by_entity, by_vendor, late)
 
 
 # --- business objects ----------------------------------------------------------------------
@@ -163,10 +200,18 @@ def objects(
     """Business objects with their status in CRM, billing and ERP and whether they agree.
 
     ``status``: ``''`` (all), ``consistent``, ``inconsistent`` or ``failed``;
-    ``min_age_s`` keeps objects first seen at least that long ago.
+    ``min_age_s`` keeps objects first seen at least that long ago. Unfiltered and
+    ``consistent`` views examine the newest transactions; ``inconsistent`` and
+    ``failed`` examine those with a failed span or a failing evaluator verdict
+    (every transaction of the window when the evaluator has written none).
     """
     import datetime as dt
 
+    if status in ("inconsistent", "failed"):
+        verdicts = _verdict_suspects(store, f)
+        scope = "objects_suspect" if verdicts is not None else "objects_all"
+    else:
+        verdicts, scope = None, "objects_recent"
     aliases = model.OBJECT_ALIASES
     raw_types = sorted({*model.OBJECT_TYPES, *aliases})
     params = {
@@ -180,8 +225,20 @@ def objects(
         "expected_systems": [list(model.expected_systems(t)) for t in model.OBJECT_TYPES],
         "type_alias_from": list(aliases),
         "type_alias_to": list(aliases.values()),
+        "recent": limit * 4,
+        "verdict_suspects": verdicts or [],
     }
-    return run_df(store, "objects", params)
+    return run_df(store, "objects", params, slots={"scope": scope})
+
+
+def _verdict_suspects(store: Store, f: Filters, limit: int = 20_000) -> list[str] | None:
+    """Correlation ids the evaluator judged failed, stuck or mismatched; ``None`` when it
+    has written no verdict (then nothing but a full pass finds incomplete objects)."""
+    if not table_exists(store, TRANSACTIONS_TABLE) or not _has_rows(store, TRANSACTIONS_TABLE):
+        return None
+    statuses = [str(model.TransactionStatus.FAILED), str(model.TransactionStatus.STUCK)]
+    df = run_df(store, "verdict_suspects", {**f.params(), "statuses": statuses, "limit": limit})
+    return [str(c) for c in df["correlation_id"]] if len(df) else []
 
 
 # --- alerts -----------------------------------------------------------------------------------
@@ -331,7 +388,7 @@ def metric_latest(store: Store, f: Filters, metrics: tuple[str, ...], series_att
 # --- pickers, search, transactions ---------------------------------------------------------------
 
 
-@cached
+@cached_for(300)
 def entities(store: Store, f: Filters) -> list[str]:
     """Legal entities seen in the window."""
     df = run_df(store, "entities", f.params())

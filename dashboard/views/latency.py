@@ -3,7 +3,6 @@ bands, the distribution, breaches, per legal entity and vendor."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, model, ui
@@ -20,9 +19,10 @@ st.caption(
     f"SLA: {ui.fmt_seconds(pair.sla_s)} at p95."
 )
 
-summary = data.latency_summary(store, f, pair)
+view = data.latency(store, f, pair)
+summary = view.summary
 if not summary or (not summary.get("completed") and not summary.get("waiting")):
-    if not data.totals(store, f).get("spans"):
+    if not data.has_spans(store, f):
         ui.empty(ui.NO_SPANS)
     else:
         ui.empty(f"No transaction reached `{pair.from_stage}` in this time range.")
@@ -30,15 +30,15 @@ if not summary or (not summary.get("completed") and not summary.get("waiting")):
 
 m = st.columns(6)
 m[0].metric("Completed", int(summary["completed"]))
-m[1].metric("p50", ui.fmt_seconds(summary["p50"]))
+m[1].metric("p50", ui.fmt_seconds(summary["p50"] if summary["completed"] else None))
 m[2].metric(
     "p95",
-    ui.fmt_seconds(summary["p95"]),
+    ui.fmt_seconds(summary["p95"] if summary["completed"] else None),
     delta=None
-    if pd.isna(summary["p95"])
+    if not summary["completed"]
     else ("within SLA" if summary["p95"] <= pair.sla_s else "-over SLA"),
 )
-m[3].metric("p99", ui.fmt_seconds(summary["p99"]))
+m[3].metric("p99", ui.fmt_seconds(summary["p99"] if summary["completed"] else None))
 m[4].metric("Breaches", int(summary["breaches"]), help=f"Completed later than {ui.fmt_seconds(pair.sla_s)}.")
 m[5].metric(
     "Waiting past SLA",
@@ -46,46 +46,39 @@ m[5].metric(
     help=f"Reached {pair.from_stage} but not {pair.to_stage}, longer ago than the SLA: stuck between the two.",
 )
 
-bands = data.latency_bands(store, f, pair)
-if len(bands):
+if len(view.bands):
     st.plotly_chart(
-        charts.percentile_bands(bands, f"{pair.title}: percentiles over time", pair.sla_s), key="bands"
+        charts.percentile_bands(view.bands, f"{pair.title}: percentiles over time", pair.sla_s), key="bands"
     )
 left, right = st.columns(2)
-hist = data.latency_histogram(store, f, pair)
-if len(hist):
+if len(view.histogram):
     left.plotly_chart(
-        charts.histogram(hist, "Distribution", pair.sla_s, max(pair.sla_s / 10, 0.001), data.HISTOGRAM_BINS),
+        charts.histogram(
+            view.histogram, "Distribution", pair.sla_s, max(pair.sla_s / 10, 0.001), data.HISTOGRAM_BINS
+        ),
         key="histogram",
     )
-by_vendor = data.latency_by(store, f, pair, "vendor")
-if len(by_vendor):
-    shown = by_vendor.assign(key=by_vendor["key"].replace("", "(not reached)"))
-    right.plotly_chart(charts.bars(shown, "key", "p95", "p95 by vendor (s)"), key="vendor_chart")
+if len(view.by_vendor):
+    shown = view.by_vendor.assign(vendor=view.by_vendor["vendor"].replace("", "(not reached)"))
+    right.plotly_chart(charts.bars(shown, "vendor", "p95", "p95 by vendor (s)"), key="vendor_chart")
 
+percent = {c: st.column_config.NumberColumn(format="%.1f s") for c in ("p50", "p95", "p99", "worst")}
 st.subheader("Per legal entity")
-by_entity = data.latency_by(store, f, pair, "entity")
 st.dataframe(
-    by_entity.rename(columns={"key": "legal entity"}),
+    view.by_entity.rename(columns={"entity": "legal entity"}),
     hide_index=True,
     width="stretch",
     key="by_entity",
-    column_config={c: st.column_config.NumberColumn(format="%.1f s") for c in ("p50", "p95", "p99")},
+    column_config=percent,
 )
 st.subheader("Per vendor")
-st.dataframe(
-    by_vendor.rename(columns={"key": "vendor"}),
-    hide_index=True,
-    width="stretch",
-    key="by_vendor",
-    column_config={c: st.column_config.NumberColumn(format="%.1f s") for c in ("p50", "p95", "p99")},
-)
+st.dataframe(view.by_vendor, hide_index=True, width="stretch", key="by_vendor", column_config=percent)
 
 st.subheader("Breaches and stuck transactions")
-breaches = data.latency_breaches(store, f, pair)
-if len(breaches):
+late = view.late
+if len(late):
     st.dataframe(
-        breaches.assign(trace=[ui.trace_url(c) for c in breaches["correlation_id"]]),
+        late.assign(trace=[ui.trace_url(c) for c in late["correlation_id"]]),
         hide_index=True,
         width="stretch",
         key="breaches",
@@ -93,7 +86,7 @@ if len(breaches):
             "trace": st.column_config.LinkColumn("trace", display_text="open"),
             "seconds": st.column_config.NumberColumn("seconds", format="%.0f"),
         },
-        column_order=("trace", "correlation_id", "state", "seconds", "entity", "vendor", "t_from", "t_to"),
+        column_order=("trace", "correlation_id", "state", "seconds", "entity", "vendor", "t_from"),
     )
 else:
     st.success("No breach in this time range.")

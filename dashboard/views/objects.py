@@ -39,7 +39,7 @@ age = ui.url_selectbox("Age", list(AGES), "age", format_func=lambda a: AGES[a], 
 
 rows = data.objects(store, f, object_type=object_type, status=status, min_age_s=int(age))
 if not len(rows):
-    if not data.totals(store, f).get("spans"):
+    if not data.has_spans(store, f):
         ui.empty(ui.NO_SPANS)
     else:
         ui.empty("No business object matches these filters in this time range.")

@@ -14,7 +14,8 @@ objectives = model.objectives()
 pairs = {p.key: p for p in model.stage_pairs()}
 
 st.title("Overview")
-totals = data.totals(store, f)
+view = data.overview(store, f, pairs["invoice_posting"], pairs["payment_propagation"])
+totals = view.total
 if not totals or not totals.get("spans"):
     ui.empty(ui.NO_SPANS)
     st.stop()
@@ -24,10 +25,8 @@ st.caption(
     f"{int(totals['failed_spans']):,} failed spans · last span {totals['last_span']:%Y-%m-%d %H:%M:%S} UTC"
 )
 
-sync = data.customer_sync(store, f)
+buckets = view.buckets
 dups = data.duplicates(store, f)
-posting = data.latency_summary(store, f, pairs["invoice_posting"])
-payment = data.latency_summary(store, f, pairs["payment_propagation"])
 resolved = data.mttr(store, f)
 by_category = data.alerts_by_category(store, f)
 tables = data.evaluator_tables(store)
@@ -45,9 +44,9 @@ def _rate(ok: float, total: float) -> float | None:
     return 100.0 * ok / total if total else None
 
 
-sync_done = float(sync["ok"].sum() + sync["failed"].sum()) if len(sync) else 0.0
-sync_rate = _rate(float(sync["ok"].sum()) if len(sync) else 0.0, sync_done)
-dup_rate = _rate(float(dups["duplicated"].sum()), float(dups["transactions"].sum())) if len(dups) else None
+sync_rate = _rate(float(totals["sync_ok"]), float(totals["sync_ok"] + totals["sync_failed"]))
+duplicated = float(dups["duplicated"].sum()) if len(dups) else 0.0
+dup_rate = _rate(duplicated, float(totals["transactions"]))
 mttr_s = (
     float((resolved["mttr_s"] * resolved["resolved"]).sum() / resolved["resolved"].sum())
     if len(resolved) and resolved["resolved"].sum()
@@ -87,9 +86,9 @@ def _kpi(column: st.delta_generator.DeltaGenerator, key: str, value: float | Non
 
 row = [*st.columns(3), *st.columns(3)]
 _kpi(row[0], "customer_sync", sync_rate, "—" if sync_rate is None else f"{sync_rate:.1f} %")
-p95 = _number(posting.get("p95"))
+p95 = _number(totals["inv_p95"]) if totals["inv_completed"] else None
 _kpi(row[1], "invoice_posting", p95, ui.fmt_seconds(p95))
-pp95 = _number(payment.get("p95"))
+pp95 = _number(totals["pay_p95"]) if totals["pay_completed"] else None
 _kpi(row[2], "payment_propagation", pp95, ui.fmt_seconds(pp95))
 _kpi(row[3], "duplicates", dup_rate, "—" if dup_rate is None else f"{dup_rate:.2f} %")
 _kpi(
@@ -103,59 +102,64 @@ _kpi(row[5], "mttr", mttr_s, ui.fmt_seconds(mttr_s))
 detail = st.columns(3)
 detail[0].metric(
     "Invoice posting p50 / p99",
-    f"{ui.fmt_seconds(posting.get('p50'))} / {ui.fmt_seconds(posting.get('p99'))}",
+    f"{ui.fmt_seconds(totals['inv_p50'] if totals['inv_completed'] else None)} / "
+    f"{ui.fmt_seconds(totals['inv_p99'] if totals['inv_completed'] else None)}",
     help="From billing.invoice.create ending ok to erp.invoice.post ending ok.",
 )
 detail[1].metric(
     "Invoices waiting past SLA",
-    int(posting.get("waiting_past_sla", 0) or 0),
+    int(totals["inv_waiting_past_sla"]),
     help="Created in billing, not posted to ERP, older than the invoice-posting SLA.",
 )
-detail[2].metric("Invoice postings breaching SLA", int(posting.get("breaches", 0) or 0))
-if posting.get("waiting_past_sla"):
+detail[2].metric("Invoice postings breaching SLA", int(totals["inv_breaches"]))
+if totals["inv_waiting_past_sla"]:
     st.page_link(
         "views/latency.py",
-        label=f"{int(posting['waiting_past_sla'])} invoice(s) stuck between billing and ERP → Latency",
+        label=f"{int(totals['inv_waiting_past_sla'])} invoice(s) stuck between billing and ERP → Latency",
         icon=":material/warning:",
     )
 
 left, right = st.columns(2)
-if len(sync):
-    rate = sync.assign(rate=100.0 * sync["ok"] / (sync["ok"] + sync["failed"]).where(lambda s: s > 0))
-    left.plotly_chart(
-        charts.trend(
-            rate, "bucket", "rate", "Customer-sync success", objectives["customer_sync"].target, " %"
-        ),
-        key="trend_sync",
-    )
-bands = data.latency_bands(store, f, pairs["invoice_posting"])
-if len(bands):
-    right.plotly_chart(
-        charts.trend(bands, "bucket", "p95", "Invoice posting p95 (s)", pairs["invoice_posting"].sla_s, " s"),
-        key="trend_posting",
-    )
+rate = buckets.assign(
+    rate=100.0 * buckets["sync_ok"] / (buckets["sync_ok"] + buckets["sync_failed"]).where(lambda n: n > 0)
+)
+left.plotly_chart(
+    charts.trend(rate, "bucket", "rate", "Customer-sync success", objectives["customer_sync"].target, " %"),
+    key="trend_sync",
+)
+posting_trend = buckets[buckets["inv_completed"] > 0]
+right.plotly_chart(
+    charts.trend(
+        posting_trend, "bucket", "inv_p95", "Invoice posting p95 (s)", pairs["invoice_posting"].sla_s, " s"
+    ),
+    key="trend_posting",
+)
 left, right = st.columns(2)
-pay_bands = data.latency_bands(store, f, pairs["payment_propagation"])
-if len(pay_bands):
-    left.plotly_chart(
-        charts.trend(
-            pay_bands,
-            "bucket",
-            "p95",
-            "Payment propagation p95 (s)",
-            pairs["payment_propagation"].sla_s,
-            " s",
-        ),
-        key="trend_payment",
-    )
-if len(dups):
-    dup_trend = dups.assign(rate=100.0 * dups["duplicated"] / dups["transactions"])
-    right.plotly_chart(
-        charts.trend(
-            dup_trend, "bucket", "rate", "Duplicate transactions", objectives["duplicates"].target, " %"
-        ),
-        key="trend_duplicates",
-    )
+payment_trend = buckets[buckets["pay_completed"] > 0]
+left.plotly_chart(
+    charts.trend(
+        payment_trend,
+        "bucket",
+        "pay_p95",
+        "Payment propagation p95 (s)",
+        pairs["payment_propagation"].sla_s,
+        " s",
+    ),
+    key="trend_payment",
+)
+dup_counts = dict(zip(dups["bucket"], dups["duplicated"], strict=True)) if len(dups) else {}
+dup_trend = buckets[["bucket", "transactions"]].assign(
+    rate=[
+        100.0 * dup_counts.get(b, 0) / n
+        for b, n in zip(buckets["bucket"], buckets["transactions"], strict=True)
+    ]
+)
+right.plotly_chart(
+    charts.trend(
+        dup_trend, "bucket", "rate", "Duplicate transactions", objectives["duplicates"].target, " %"
+    ),
+    key="trend_duplicates",
+)
 
 st.subheader("Firing alerts by category")
 if not tables.get(data.ALERTS_TABLE):

@@ -3,7 +3,6 @@ in-flight transactions — and the collector's own health."""
 
 from __future__ import annotations
 
-import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, model, ui
@@ -137,4 +136,3 @@ if len(ingest_rates) or len(backlog):
         )
 elif live is None:
     ui.empty("No collector metrics yet: the collector records its own every 15 s while it runs.")
-_ = pd  # tables above are plain DataFrames

@@ -46,7 +46,7 @@ else:
     st.caption("From the evaluator's verdicts, oldest first.")
 
 if not len(rows):
-    if not data.totals(store, f).get("spans"):
+    if not data.has_spans(store, f):
         ui.empty(ui.NO_SPANS)
     else:
         st.success("Nothing to handle: no failed or stuck transaction matches these filters.")

@@ -2,7 +2,7 @@
 -- when the first stage ended ok, when the second did (if it has), and the
 -- seconds between. Entity and the second stage's vendor are the dimensions.
 SELECT
-    CorrelationId,
+    any(CorrelationId) AS correlation_id,
     max(LegalEntity) AS entity,
     anyIf(Vendor, Stage = {to_stage:String} AND Vendor != '') AS vendor,
     countIf(Stage = {from_stage:String} AND /*@outcome*/ = {outcome_ok:String}) > 0 AS has_from,
@@ -13,5 +13,5 @@ SELECT
 FROM revtrace_spans
 WHERE /*@window*/
   AND Stage IN ({from_stage:String}, {to_stage:String})
-GROUP BY CorrelationId
+GROUP BY cityHash64(CorrelationId)
 HAVING has_from AND ({entity:String} = '' OR entity = {entity:String})

@@ -1,7 +1,7 @@
--- The legal entities seen recently, for the entity picker.
-SELECT LegalEntity AS entity, count() AS spans
-FROM revtrace_spans
-WHERE /*@window*/ AND LegalEntity != ''
-GROUP BY entity
+-- The legal entities of transactions started in the window, for the entity picker
+-- (from the per-transaction table: a tenth of the rows of the spans).
+SELECT DISTINCT LegalEntity AS entity
+FROM revtrace_correlations
+WHERE Start >= {start:DateTime64(9)} AND Start < {end:DateTime64(9)} AND LegalEntity != ''
 ORDER BY entity
 LIMIT 500

@@ -1,9 +1,10 @@
--- Duplicate transactions: a transaction is duplicated when one idempotency key
--- produced more than one distinct object (a retry created a second customer), or
--- a span says so (biz.error.category = duplicate). Bucketed by first span.
+-- Duplicate transactions per bucket of their first span. A transaction is
+-- duplicated when one idempotency key produced more than one distinct object
+-- in a stage (a retry created a second customer), or a span says so
+-- (biz.error.category = duplicate). Only transactions with a retried span or
+-- such a category can be duplicated, so only those are examined.
 SELECT
     toStartOfInterval(first_seen, toIntervalSecond({step:UInt32})) AS bucket,
-    count() AS transactions,
     countIf(duplicated) AS duplicated
 FROM (
     SELECT CorrelationId, min(first) AS first_seen, max(dup) AS duplicated, max(entity) AS entity
@@ -17,6 +18,10 @@ FROM (
             OR countIf(ErrorCategory = {category_duplicate:String}) > 0 AS dup
         FROM revtrace_spans
         WHERE /*@window*/
+          AND CorrelationId IN (
+              SELECT CorrelationId FROM revtrace_spans
+              WHERE /*@window*/ AND (Attempt > 1 OR ErrorCategory = {category_duplicate:String})
+          )
         GROUP BY CorrelationId, Stage, IdempotencyKey
     )
     GROUP BY CorrelationId

@@ -45,6 +45,7 @@ FROM (
     FROM revtrace_spans
     WHERE /*@window*/
       AND ObjectType IN {raw_object_types:Array(String)}
+      /*:scope*/
     GROUP BY CorrelationId, object_type
     HAVING ({entity:String} = '' OR entity = {entity:String})
        AND ({object_type:String} = '' OR object_type = {object_type:String})

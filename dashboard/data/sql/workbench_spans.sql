@@ -45,7 +45,7 @@ FROM (
             max(Amount) AS s_amount,
             max(Currency) AS s_currency
         FROM revtrace_spans
-        WHERE /*@window*/
+        WHERE /*@window*/ AND CorrelationId IN (/*@suspects*/)
         GROUP BY CorrelationId, Stage
     )
     GROUP BY CorrelationId

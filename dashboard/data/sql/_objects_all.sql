@@ -1,0 +1,2 @@
+-- Objects scope 'all': every transaction of the window.
+AND 1
