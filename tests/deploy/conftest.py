@@ -29,6 +29,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def compose_grants(user: str) -> tuple[str, ...]:
+    """The GRANTs ``deploy/clickhouse/users.d/revtrace.xml`` gives ``user`` on the compose deployments."""
+    from xml.etree import ElementTree
+
+    root = ElementTree.parse(REPO / "deploy/clickhouse/users.d/revtrace.xml").getroot()
+    return tuple(q.text or "" for q in root.findall(f"users/{user}/grants/query"))
+
+
 def new_users() -> tuple[ServerUser, ...]:
     """An admin, a read-only (Grafana) and a SELECT-only user with random passwords."""
     return (
@@ -60,13 +68,16 @@ def chdb_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChdbHttpSe
     server.stop()
 
 
-def role_env(server: ChdbHttpServer, database: str, data_dir: Path, **extra: str) -> dict[str, str]:
-    """The environment of a ``revtrace`` role process using ``server``."""
+def role_env(
+    server: ChdbHttpServer, database: str, data_dir: Path, user: ServerUser | None = None, **extra: str
+) -> dict[str, str]:
+    """The environment of a ``revtrace`` role process using ``server`` as ``user`` (default: the admin)."""
+    who = user or server.config.admin
     env = {k: v for k, v in os.environ.items() if not k.startswith("REVTRACE_")}
     env.update(
         {
-            "REVTRACE_CLICKHOUSE_URL": server.url(database=database),
-            "REVTRACE_CLICKHOUSE_PASSWORD": server.config.admin.password,
+            "REVTRACE_CLICKHOUSE_URL": server.url(who, database=database),
+            "REVTRACE_CLICKHOUSE_PASSWORD": who.password,
             "REVTRACE_DATA_DIR": str(data_dir),
             "REVTRACE_TTL_DAYS": "0",
             "PYTHONUNBUFFERED": "1",

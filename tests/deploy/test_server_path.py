@@ -10,6 +10,7 @@ and restarting the server keeps the data.
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 
 from deploy.chdb_http import ChdbHttpServer, ServerUser
 from tests.deploy import workload
-from tests.deploy.conftest import Role, free_port, new_server, role_env, run_cli
+from tests.deploy.conftest import Role, compose_grants, free_port, new_server, role_env, run_cli
 
 DATABASE = "revtrace"
 
@@ -49,14 +50,23 @@ def _wait(what: str, probe: Callable[[], Any], done: Callable[[Any], bool], time
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[ChdbHttpServer]:
-    s = new_server(tmp_path / "clickhouse")
+    # The roles log in as the compose deployments' `revtrace` user, with exactly its GRANTs
+    # (deploy/clickhouse/users.d/revtrace.xml); readers as its read-only `grafana` user.
+    users = (
+        ServerUser("admin", secrets.token_urlsafe(12)),
+        ServerUser("grafana", secrets.token_urlsafe(12), readonly=True, grants=compose_grants("grafana")),
+        ServerUser("revtrace", secrets.token_urlsafe(12), grants=compose_grants("revtrace")),
+    )
+    s = new_server(tmp_path / "clickhouse", users=users)
     s.start()
     yield s
     s.stop()
 
 
 def test_every_role_as_its_own_process_over_http(server: ChdbHttpServer, tmp_path: Path) -> None:
-    env = role_env(server, DATABASE, tmp_path / "state", REVTRACE_RULES="builtin:demo")
+    role_user = server.config.users[2]
+    assert role_user.name == "revtrace" and "GRANT ALL ON revtrace.*" in role_user.grants
+    env = role_env(server, DATABASE, tmp_path / "state", role_user, REVTRACE_RULES="builtin:demo")
     migrated = run_cli(["db", "migrate"], env)
     assert migrated.returncode == 0, migrated.stderr
     assert "applied" in migrated.stdout
@@ -144,7 +154,9 @@ def test_every_role_as_its_own_process_over_http(server: ChdbHttpServer, tmp_pat
 def test_a_role_without_the_password_is_refused_with_a_clear_error(
     server: ChdbHttpServer, tmp_path: Path
 ) -> None:
-    env = role_env(server, DATABASE, tmp_path / "state", REVTRACE_CLICKHOUSE_PASSWORD="wrong")
+    env = role_env(
+        server, DATABASE, tmp_path / "state", server.config.users[2], REVTRACE_CLICKHOUSE_PASSWORD="wrong"
+    )
     result = run_cli(["db", "migrate"], env)
     assert result.returncode != 0
     assert "AUTHENTICATION_FAILED" in result.stderr or "Authentication failed" in result.stderr
