@@ -135,9 +135,13 @@ def check(
     store: Store, at: str | None = None, format: str = "text", rules: str | None = None
 ) -> CommandOutput:
     """Evaluate every rule now (or as of ``at``) without writing; print the
-    categorized findings. Exit status 1 when something fires."""
-    ruleset = _rules(rules)
-    moment = parse_time(at)
+    categorized findings. Exit status 1 when something fires, 2 for a bad ``at`` or
+    rules file."""
+    try:
+        ruleset = _rules(rules)
+        moment = parse_time(at)
+    except (RuleError, ValueError) as exc:
+        return CommandOutput(f"error: {exc}", exit_code=2)
     evaluator = Evaluator(store, ruleset)
     result = evaluator.cycle(moment, write=False, incremental=False, notify=False)
     text, code = _report(result, format)
@@ -148,9 +152,13 @@ def reconcile(
     store: Store, at: str | None = None, rules: str | None = None, format: str = "text"
 ) -> CommandOutput:
     """Run the reconciliation rules now: record a run with its items, raise or
-    resolve their alerts, and print the exceptions. Exit status 1 on exceptions."""
-    ruleset = _rules(rules)
-    moment = parse_time(at)
+    resolve their alerts, and print the exceptions. Exit status 1 on exceptions, 2 for a
+    bad ``at`` or rules file."""
+    try:
+        ruleset = _rules(rules)
+        moment = parse_time(at)
+    except (RuleError, ValueError) as exc:
+        return CommandOutput(f"error: {exc}", exit_code=2)
     evaluator = Evaluator(store, ruleset)
     recon = [r for r in ruleset.rules if isinstance(r, ReconciliationRule) and r.systems]
     if not recon:
