@@ -1,7 +1,7 @@
 """Scheduled reconciliation snapshots: per system, object type, period (month)
-and currency, how many objects there are, their total amount and their
-canonical statuses, each as one span (stage ``<system>.reconciliation.snapshot``)
-that revtrace compares across systems."""
+and legal entity (which fixes the currency), how many objects there are, their
+total amount and their canonical statuses, each as one span (stage
+``<system>.reconciliation.snapshot``) that revtrace compares across systems."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
 from decimal import Decimal
+from typing import Any, Final
 
 import orjson
 
 from sync_engine._canonical import billing_invoice_status, erp_invoice_status
 from sync_engine._errors import DownstreamError
 from sync_engine._flows import VENDORS, EngineContext
-from sync_engine._reference import money
+from sync_engine._reference import LEGAL_ENTITIES, money
 from sync_engine._wire import from_minor
 from tracer import business_span, new_correlation_id
 from tracer.semconv import (
@@ -33,7 +34,7 @@ from tracer.semconv import (
 __all__ = ["Row", "reconcile"]
 
 Row = tuple[str, str | None, Decimal | None, str]
-"""(period ``YYYY-MM``, currency or None, amount or None, canonical status)."""
+"""(period ``YYYY-MM``, legal entity or None, amount or None, canonical status)."""
 
 _STAGE = {
     System.CRM: Stage.CRM_RECONCILIATION_SNAPSHOT,
@@ -71,11 +72,19 @@ def _window(table: str, fields: str, date_field: str, start: dt.date, end: dt.da
     return f"SELECT {fields} FROM {table} WHERE {date_field} >= {low} AND {date_field} < {high}"  # noqa: S608
 
 
+_ENTITY_BY_CURRENCY: Final = {e.currency: e.code for e in LEGAL_ENTITIES.values()}
+_ENTITY_BY_SUBSIDIARY: Final = {e.erp_subsidiary_id: e.code for e in LEGAL_ENTITIES.values()}
+
+
+def _by_currency(currency: object) -> str | None:
+    return _ENTITY_BY_CURRENCY.get(str(currency).upper())
+
+
 async def _crm(ctx: EngineContext, start: dt.date, end: dt.date) -> dict[ObjectType, list[Row]]:
     opportunities = await ctx.crm.query(
         _window(
             "Opportunity",
-            "Id, Amount, CurrencyIsoCode, StageName, CloseDate",
+            "Id, Amount, Legal_Entity__c, StageName, CloseDate",
             "CloseDate",
             start,
             end,
@@ -89,7 +98,7 @@ async def _crm(ctx: EngineContext, start: dt.date, end: dt.date) -> dict[ObjectT
         ObjectType.OPPORTUNITY: [
             (
                 str(o["CloseDate"])[:7],
-                o["CurrencyIsoCode"],
+                o["Legal_Entity__c"],
                 money(Decimal(str(o["Amount"] or 0))),
                 _slug(str(o["StageName"])),
             )
@@ -112,15 +121,23 @@ async def _billing(ctx: EngineContext, start: dt.date, end: dt.date) -> dict[Obj
     refunded = {r["payment_intent"] for r in refunds}
     refunded_invoices = {p["invoice"] for p in payments if p["id"] in refunded}
     rows: dict[ObjectType, list[Row]] = {
-        ObjectType.CUSTOMER: [(_month_of_ts(c["created"]), None, None, "active") for c in customers],
+        ObjectType.CUSTOMER: [
+            (_month_of_ts(c["created"]), (c.get("metadata") or {}).get("legal_entity"), None, "active")
+            for c in customers
+        ],
         ObjectType.SUBSCRIPTION: [
-            (_month_of_ts(s["created"]), str(s["currency"]).upper(), None, str(s["status"]))
+            (
+                _month_of_ts(s["created"]),
+                (s.get("metadata") or {}).get("legal_entity"),
+                None,
+                str(s["status"]),
+            )
             for s in subscriptions
         ],
         ObjectType.INVOICE: [
             (
                 _month_of_ts(i["period_start"]),
-                str(i["currency"]).upper(),
+                _by_currency(i["currency"]),
                 from_minor(i["total"]),
                 billing_invoice_status(i, i["id"] in refunded_invoices),
             )
@@ -130,7 +147,7 @@ async def _billing(ctx: EngineContext, start: dt.date, end: dt.date) -> dict[Obj
         ObjectType.PAYMENT: [
             (
                 _month_of_ts(p["created"]),
-                str(p["currency"]).upper(),
+                _by_currency(p["currency"]),
                 from_minor(p["amount_received"]),
                 "succeeded",
             )
@@ -140,7 +157,7 @@ async def _billing(ctx: EngineContext, start: dt.date, end: dt.date) -> dict[Obj
         ObjectType.REFUND: [
             (
                 _month_of_ts(r["created"]),
-                str(r["currency"]).upper(),
+                _by_currency(r["currency"]),
                 from_minor(r["amount"]),
                 str(r["status"]),
             )
@@ -152,35 +169,51 @@ async def _billing(ctx: EngineContext, start: dt.date, end: dt.date) -> dict[Obj
 
 async def _erp(ctx: EngineContext, start: dt.date, end: dt.date) -> dict[ObjectType, list[Row]]:
     invoices = await ctx.erp.suiteql(
-        _window("invoice", "id, total, currency, status, tranDate", "tranDate", start, end, quoted=True)
+        _window("invoice", "id, total, subsidiary, status, tranDate", "tranDate", start, end, quoted=True)
     )
     customers = await ctx.erp.suiteql(
-        _window("customer", "id, createdDate", "createdDate", start, end, quoted=True)
+        _window("customer", "id, subsidiary, createdDate", "createdDate", start, end, quoted=True)
+    )
+    # A customer buying through a second entity is linked to that subsidiary, not duplicated.
+    links = await ctx.erp.suiteql(
+        _window(
+            "customerSubsidiaryRelationship",
+            "id, subsidiary, createdDate",
+            "createdDate",
+            start,
+            end,
+            quoted=True,
+        )
     )
     payments = await ctx.erp.suiteql(
-        _window("customerPayment", "id, payment, currency, tranDate", "tranDate", start, end, quoted=True)
+        _window("customerPayment", "id, payment, subsidiary, tranDate", "tranDate", start, end, quoted=True)
     )
     memos = await ctx.erp.suiteql(
-        _window("creditMemo", "id, total, currency, tranDate", "tranDate", start, end, quoted=True)
+        _window("creditMemo", "id, total, subsidiary, tranDate", "tranDate", start, end, quoted=True)
     )
+
+    def entity(row: dict[str, Any]) -> str | None:
+        return _ENTITY_BY_SUBSIDIARY.get(str(row["subsidiary"]))
+
     return {
-        ObjectType.CUSTOMER: [(str(c["createdDate"])[:7], None, None, "active") for c in customers],
+        ObjectType.CUSTOMER: [
+            (str(c["createdDate"])[:7], entity(c), None, "active") for c in (*customers, *links)
+        ],
         ObjectType.INVOICE: [
             (
                 str(i["tranDate"])[:7],
-                i["currency"],
+                entity(i),
                 money(Decimal(str(i["total"]))),
                 erp_invoice_status(i["status"]),
             )
             for i in invoices
         ],
         ObjectType.PAYMENT: [
-            (str(p["tranDate"])[:7], p["currency"], money(Decimal(str(p["payment"]))), "succeeded")
+            (str(p["tranDate"])[:7], entity(p), money(Decimal(str(p["payment"]))), "succeeded")
             for p in payments
         ],
         ObjectType.REFUND: [
-            (str(m["tranDate"])[:7], m["currency"], money(Decimal(str(m["total"]))), "succeeded")
-            for m in memos
+            (str(m["tranDate"])[:7], entity(m), money(Decimal(str(m["total"]))), "succeeded") for m in memos
         ],
     }
 
@@ -193,13 +226,15 @@ def _emit(
     periods: Iterable[str],
     rows: list[Row],
 ) -> None:
+    """One span per period and legal entity (every entity, zeros included, so
+    systems can be compared key by key); accounts have no entity: one span."""
     groups: dict[tuple[str, str | None], list[Row]] = defaultdict(list)
     for row in rows:
         groups[(row[0], row[1])].append(row)
+    entities: list[str | None] = [None] if object_type is ObjectType.ACCOUNT else [*sorted(LEGAL_ENTITIES)]
     for period in periods:
-        keys = [k for k in groups if k[0] == period] or [(period, None)]
-        for key in sorted(keys, key=lambda k: k[1] or ""):
-            items = groups.get(key, [])
+        for entity in entities:
+            items = groups.get((period, entity), [])
             statuses: dict[str, int] = defaultdict(int)
             for item in items:
                 statuses[item[3]] += 1
@@ -211,7 +246,9 @@ def _emit(
                 vendor=VENDORS[system],
                 object_type=object_type.value,
                 correlation_id=cid,
-                currency=key[1],
+                legal_entity=entity,
+                region=LEGAL_ENTITIES[entity].region if entity else None,
+                currency=LEGAL_ENTITIES[entity].currency if entity else None,
                 attributes={
                     BIZ_RECON_PERIOD: period,
                     BIZ_RECON_COUNT: len(items),

@@ -357,7 +357,7 @@ def test_engine_health_metrics(world: Any, spans: Any) -> None:
     assert len(_metric(reader, METRIC_BREAKER_STATE)) == 3
 
 
-def test_reconciliation_snapshots_per_system_type_period_and_currency(world: Any, spans: Any) -> None:
+def test_reconciliation_snapshots_per_system_type_period_and_legal_entity(world: Any, spans: Any) -> None:
     run: dict[str, str] = {}
 
     async def reconcile(runtime: Runtime) -> None:
@@ -378,27 +378,42 @@ def test_reconciliation_snapshots_per_system_type_period_and_currency(world: Any
             "biz.recon.statuses",
         } <= set(attrs)
         assert sum(json.loads(attrs["biz.recon.statuses"]).values()) == attrs["biz.recon.count"]
-    invoices = {
-        (s.name.split(".")[0], s.attributes["biz.recon.period"], s.attributes.get("biz.currency")): (
-            s.attributes["biz.recon.count"],
-            s.attributes["biz.recon.amount"],
+        assert ("biz.legal_entity" in attrs) == (attrs["biz.object.type"] != "account")
+        assert ("biz.currency" in attrs) == ("biz.legal_entity" in attrs)
+    keys = [
+        (
+            s.name,
+            s.attributes["biz.object.type"],
+            s.attributes["biz.recon.period"],
+            s.attributes.get("biz.legal_entity"),
         )
         for s in snapshots
-        if s.attributes["biz.object.type"] == "invoice"
+    ]
+    assert len(keys) == len(set(keys))  # one span per system × object type × period × legal entity
+
+    def figures(system: str, object_type: str) -> dict[tuple[str, str], tuple[int, float]]:
+        return {
+            (s.attributes["biz.recon.period"], s.attributes["biz.legal_entity"]): (
+                s.attributes["biz.recon.count"],
+                s.attributes["biz.recon.amount"],
+            )
+            for s in snapshots
+            if s.name.startswith(system) and s.attributes["biz.object.type"] == object_type
+        }
+
+    billing, erp = figures("billing", "invoice"), figures("erp", "invoice")
+    assert billing.keys() == erp.keys() and sum(c for c, _ in billing.values()) == 4
+    mismatched = {
+        line["legal_entity"] for line in _orders(runtime) if line["expected"]["category"] == "mismatch"
     }
-    mismatched = [line for line in _orders(runtime) if line["expected"]["category"] == "mismatch"]
-    currencies = {(p, c) for system, p, c in invoices if c}
-    assert currencies
-    for period, currency in currencies:
-        billing_count, billing_amount = invoices[("billing", period, currency)]
-        erp_count, erp_amount = invoices[("erp", period, currency)]
-        assert billing_count == erp_count
-        if not any(line["legal_entity"] and currency in ("EUR", "GBP", "USD", "SGD") for line in mismatched):
-            assert billing_amount == erp_amount
-    assert (
-        mismatched
-        and sum(abs(invoices[("billing", p, c)][1] - invoices[("erp", p, c)][1]) for p, c in currencies) > 0
-    )
+    assert mismatched
+    for (period, entity), (count, amount) in billing.items():
+        assert erp[(period, entity)][0] == count
+        if entity in mismatched and count:
+            assert erp[(period, entity)][1] != amount
+        else:
+            assert erp[(period, entity)][1] == amount
+    assert figures("billing", "customer") == figures("erp", "customer")
     line = next(line for line in runtime.truth.lines if line["correlation_id"] == run["cid"])
     assert line["process"] == "reconciliation" and line["expected"]["outcome"] == "ok"
 
