@@ -48,13 +48,14 @@ def _generate(store: Any, transactions: int, now: float, first: int = 0) -> None
     stages = "[" + ", ".join(f"'{s}'" for s in _STAGES) + "]"
     spacing_ms = 86_400_000 // max(transactions, 1)
     # tx % 100 == 7: ERP posting fails for good; == 13: the ERP customer
-    # upsert blips once and the next attempt (the tenth span) succeeds;
-    # tx % 200 == 21: posting comes 5 hours late.
+    # upsert blips once and its second attempt (the tenth span, j0 = 9)
+    # succeeds; tx % 200 == 21: posting comes 5 hours late. j0 is the span's
+    # position, j the stage it records.
     store.command(
         f"""
         INSERT INTO otel_traces (Timestamp, TraceId, SpanId, SpanName, SpanKind, ServiceName, SpanAttributes, Duration, StatusCode)
         SELECT
-            fromUnixTimestamp64Milli(toInt64({int(now * 1000) - 86_400_000} + tx * {spacing_ms} + j * 2000
+            fromUnixTimestamp64Milli(toInt64({int(now * 1000) - 86_400_000} + (tx - {first}) * {spacing_ms} + j0 * 2000
                 + if(tx % 200 = 21 AND j = 6, 18000000, 0)), 'UTC') AS Timestamp,
             lower(hex(cityHash64(tx))) || lower(hex(cityHash64(tx + 1))) AS TraceId,
             lower(hex(cityHash64(number + {first * 10}))) AS SpanId,
@@ -70,13 +71,13 @@ def _generate(store: Any, transactions: int, now: float, first: int = 0) -> None
                 'biz.amount', if(j IN (4, 6), '1190.00', ''),
                 'biz.currency', 'EUR',
                 'biz.idempotency_key', concat('tx-', toString(tx), ':', stage),
-                'biz.attempt', if(tx % 100 = 13 AND j = 9, '2', '1'),
-                'biz.outcome', multiIf(tx % 100 = 7 AND j = 6, 'dead_lettered', tx % 100 = 13 AND j = 5, 'retrying', 'ok'),
-                'biz.error.category', multiIf(tx % 100 = 7 AND j = 6, 'master_data', tx % 100 = 13 AND j = 5, 'transient', ''),
-                'http.response.status_code', multiIf(tx % 100 = 7 AND j = 6, '400', tx % 100 = 13 AND j = 5, '503', '200')
+                'biz.attempt', if(tx % 100 = 13 AND j0 = 9, '2', '1'),
+                'biz.outcome', multiIf(tx % 100 = 7 AND j0 = 6, 'dead_lettered', tx % 100 = 13 AND j0 = 5, 'retrying', 'ok'),
+                'biz.error.category', multiIf(tx % 100 = 7 AND j0 = 6, 'master_data', tx % 100 = 13 AND j0 = 5, 'transient', ''),
+                'http.response.status_code', multiIf(tx % 100 = 7 AND j0 = 6, '400', tx % 100 = 13 AND j0 = 5, '503', '200')
             ) AS SpanAttributes,
             toUInt64(200000000) AS Duration,
-            if((tx % 100 = 7 AND j = 6) OR (tx % 100 = 13 AND j = 5), 'Error', 'Ok') AS StatusCode
+            if((tx % 100 = 7 AND j0 = 6) OR (tx % 100 = 13 AND j0 = 5), 'Error', 'Ok') AS StatusCode
         FROM (
             SELECT number, intDiv(number, 10) + {first} AS tx, number % 10 AS j0,
                    if(tx % 100 = 13 AND j0 = 9, 5, j0) AS j,

@@ -218,7 +218,7 @@ def evaluator() -> None:
     previous = {sig: signal.signal(sig, lambda *_: done.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
         role.start()
-        click.echo(f"evaluator: {role.url}", err=True)
+        click.echo(f"evaluator: {role.description}", err=True)
         click.echo(f"store: {store.config.describe()}", err=True)
         while not done.wait(0.5):
             pass

@@ -330,8 +330,12 @@ def _mismatch_tx(rule: ReconciliationRule, stats: TransactionStats) -> list[Find
     for tx in stats.transactions:
         if not _applies(rule, tx):
             continue
-        a = next((s for s in tx.spans if s.stage == rule.match_from and s.ok and s.amount is not None), None)
-        b = next((s for s in tx.spans if s.stage == rule.match_to and s.ok and s.amount is not None), None)
+        a = next(
+            (s for s in tx.spans if s.stage == rule.match_from and s.effect and s.amount is not None), None
+        )
+        b = next(
+            (s for s in tx.spans if s.stage == rule.match_to and s.effect and s.amount is not None), None
+        )
         if a is None or b is None or a.amount is None or b.amount is None:
             continue
         diff = abs(a.amount - b.amount)

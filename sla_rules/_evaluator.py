@@ -570,7 +570,13 @@ class EvaluatorRole:
 
     def __init__(self, store: Store, collector: object = None, rules: RuleSet | None = None) -> None:
         self.evaluator = Evaluator(store, rules or configured_rules())
-        self.url = f"{len(self.evaluator.rules.rules)} rules ({', '.join(self.evaluator.rules.sources)})"
+        self.url = ""
+        """No endpoint of its own (the attribute ``revtrace up`` prints)."""
+
+    @property
+    def description(self) -> str:
+        """What it evaluates: the rule count and where the rules came from."""
+        return f"{len(self.evaluator.rules.rules)} rules ({', '.join(self.evaluator.rules.sources)})"
 
     def start(self) -> None:
         """Start the schedule."""

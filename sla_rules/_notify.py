@@ -78,6 +78,9 @@ PENDING: Final = "pending"
 SENT: Final = "sent"
 FAILED: Final = "failed"
 
+_REPORTED_OFF: set[tuple[str, str, str]] = set()
+"""Integrations already reported as off (logged once per process, not every dispatch)."""
+
 IntegrationConfig = WebhookConfig | SlackConfig | PagerDutyConfig | EmailConfig
 
 
@@ -117,12 +120,10 @@ def _configured(integration: Integration, environ: Mapping[str, str] | None) -> 
             try:
                 resolve_env(text, environ)
             except KeyError as exc:
-                log.info(
-                    "receiver %s %s is off: environment variable %s is not set",
-                    integration.receiver,
-                    integration.name,
-                    exc.args[0],
-                )
+                key = (integration.receiver, integration.name, str(exc.args[0]))
+                if key not in _REPORTED_OFF:
+                    _REPORTED_OFF.add(key)
+                    log.info("receiver %s %s is off: environment variable %s is not set", *key)
                 return False
     return True
 

@@ -81,6 +81,7 @@ _MARKERS: Final = {
         f"(Outcome IN {_quote((Outcome.FAILED, Outcome.DEAD_LETTERED, Outcome.PARKED))} "
         "OR (Outcome = '' AND StatusCode = 'Error'))"
     ),
+    "RETRYING": _quote((Outcome.RETRYING,))[1:-1],
     "OPEN_STATUSES": _quote(TxStatus.OPEN),
     "STATUS_OK": _quote((TxStatus.OK,))[1:-1],
 }

@@ -110,7 +110,8 @@ def test_evaluator_role_runs_on_a_schedule(store: Store) -> None:
         role.stop()
     assert role.evaluator.watermark() is not None
     assert _verdicts(store)["r1"] == ("in_progress", "")
-    assert role.name == "evaluator" and "rules" in role.url
+    assert (role.name, role.url) == ("evaluator", "")
+    assert role.description.startswith("15 rules")
 
 
 def test_cli_validate() -> None:
