@@ -11,6 +11,7 @@ ground truth written as it goes.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import datetime as dt
 import itertools
@@ -685,6 +686,7 @@ class Runtime:
             out["ground_truth_path"] = str(self.truth.path) if self.truth.path else None
         if self.engine is not None:
             out["spans_emitted"] = self.engine.spans_emitted
+            out["spans_dropped"] = tracer.dropped_spans()
             out["engine"] = self.engine.stats()
         out["faults_injected"] = len(self.sims.world.log)
         return out
@@ -767,10 +769,17 @@ class Workload:
         self._teardown_telemetry()
 
     def summary(self) -> dict[str, Any]:
-        """Transactions, spans emitted, and per failure category the faults
-        injected vs the transactions whose expected category it is."""
-        if self._runtime is not None and not self._finished.is_set():
-            return self._runtime.summary()
+        """Transactions, spans emitted (and dropped by the tracer), and per
+        failure category the faults injected vs the transactions whose expected
+        category it is. While running, a snapshot taken in the workload's loop."""
+        runtime, loop = self._runtime, self._loop
+        if runtime is not None and loop is not None and not self._finished.is_set():
+
+            async def snapshot() -> dict[str, Any]:
+                return runtime.summary()
+
+            with contextlib.suppress(RuntimeError, TimeoutError, concurrent.futures.CancelledError):
+                return asyncio.run_coroutine_threadsafe(snapshot(), loop).result(timeout=10)
         return dict(self._summary)
 
     # -- internals --------------------------------------------------------------------------------------
