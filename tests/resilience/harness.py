@@ -379,12 +379,14 @@ def query_store(
 
 
 class WebhookReceiver:
-    """An Alertmanager-style webhook receiver on loopback. While ``up`` is False
-    it answers 503 (an outage) and counts the refused attempts; while up it keeps
-    every payload it gets, with the request headers."""
+    """An Alertmanager-style webhook receiver on loopback (or any JSON endpoint).
+    While ``up`` is False it answers 503 (an outage) and counts the refused
+    attempts; while up it keeps every payload it gets, with the request headers,
+    and answers ``status_up``."""
 
-    def __init__(self) -> None:
+    def __init__(self, status_up: int = 200) -> None:
         self.up = True
+        self.status_up = status_up
         self.received: list[dict[str, Any]] = []
         self.headers: list[dict[str, str]] = []
         self.refused = 0
@@ -401,7 +403,7 @@ class WebhookReceiver:
                     else:
                         receiver.received.append(json.loads(body))
                         receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
-                        status = 200
+                        status = receiver.status_up
                 self.send_response(status)
                 self.send_header("content-length", "0")
                 self.end_headers()
