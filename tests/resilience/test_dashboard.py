@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -193,7 +193,7 @@ def test_every_action_under_every_role(
     permission matrix says so, and a refused action leaves no audit entry."""
     with WebhookReceiver(status_up=202) as engine:
         monkeypatch.setenv("REVTRACE_REPLAY_URL", engine.url.rsplit("/", 1)[0])
-        calls = {
+        calls: dict[str, tuple[Permission, Callable[[User], object]]] = {
             "replay": (Permission.ACT, lambda u: actions.replay(dashboard_store, u, CANARY_TX, "retry")),
             "resolve": (Permission.ACT, lambda u: actions.resolve(dashboard_store, u, CANARY_TX, "fixed")),
             "assign": (Permission.ACT, lambda u: actions.assign(dashboard_store, u, CANARY_TX, "otto")),
