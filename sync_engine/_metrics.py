@@ -24,7 +24,7 @@ from typing import Final
 from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 from opentelemetry.metrics import CallbackOptions, Meter, NoOpMeter, Observation
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import MetricReader, PeriodicExportingMetricReader
+from opentelemetry.sdk.metrics.export import MetricExporter, MetricReader, PeriodicExportingMetricReader
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 
 from tracer.semconv import (
@@ -155,12 +155,22 @@ def otlp_meter_provider(
     headers: Mapping[str, str] | None,
     *,
     service_name: str,
+    protocol: str | None = None,
     interval_seconds: float = 10.0,
     readers: Iterable[MetricReader] = (),
 ) -> MeterProvider:
-    """A meter provider exporting to ``<endpoint>/v1/metrics`` (OTLP over HTTP,
-    protobuf) every ``interval_seconds``, with the same headers as the traces."""
-    exporter = OTLPMetricExporter(endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=dict(headers or {}))
+    """A meter provider exporting every ``interval_seconds`` to the collector at
+    ``endpoint`` with the same headers as the traces: OTLP/HTTP protobuf to
+    ``<endpoint>/v1/metrics``, or OTLP/gRPC when ``protocol`` is ``grpc``."""
+    exporter: MetricExporter
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import OTLPMetricExporter as GrpcExporter
+
+        exporter = GrpcExporter(endpoint=endpoint, headers=dict(headers or {}))
+    else:
+        exporter = OTLPMetricExporter(
+            endpoint=endpoint.rstrip("/") + "/v1/metrics", headers=dict(headers or {})
+        )
     reader = PeriodicExportingMetricReader(exporter, export_interval_millis=int(interval_seconds * 1000))
     return MeterProvider(
         resource=Resource.create({SERVICE_NAME: service_name}), metric_readers=[reader, *readers]

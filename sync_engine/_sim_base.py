@@ -176,7 +176,6 @@ class SimSystem(ABC):
         self.rng = random.Random(seed ^ 0x5EED)
         self.latency = LatencySampler(world.profile.latency[self.system.value], self.rng)
         self.event_delay = LatencySampler(world.profile.latency["webhook"], random.Random(seed ^ 0xE7E))
-        self.requests = 0
         self._background: set[asyncio.Task[Any]] = set()
 
     # -- what vendors answer; each simulator speaks its vendor's error format ----------
@@ -202,7 +201,6 @@ class SimSystem(ABC):
         """Every API call passes here: credentials, outage window, the call fault
         planned for this transaction and stage, then the sampled latency.
         Returns the correlation id and, when the call fails here, the answer."""
-        self.requests += 1
         world = self.world
         cid = self.correlation_id(request)
         stage = stages[0] if stages else None

@@ -514,7 +514,7 @@ class WorkloadConfig:
     """Collector base URL for traces and metrics (None: no OTLP export)."""
     otlp_headers: Mapping[str, str] = field(default_factory=dict)
     otlp_protocol: str | None = None
-    """``http/protobuf`` (default) or ``grpc`` for traces; metrics always use OTLP/HTTP."""
+    """``http/protobuf`` (default) or ``grpc``, for traces and metrics."""
     ground_truth_path: Path | None = None
     duration_s: float | None = None
     """Stop starting scenarios after this long (None: until ``stop()``)."""
@@ -689,6 +689,11 @@ class Runtime:
             out["spans_dropped"] = tracer.dropped_spans()
             out["engine"] = self.engine.stats()
         out["faults_injected"] = len(self.sims.world.log)
+        dispatchers = (self.sims.crm.dispatcher, self.sims.billing.dispatcher)
+        out["webhooks"] = {
+            "delivered": sum(d.delivered for d in dispatchers),
+            "undeliverable": sum(d.failed for d in dispatchers),
+        }
         return out
 
 
@@ -801,6 +806,7 @@ class Workload:
                 config.otlp_endpoint,
                 config.otlp_headers,
                 service_name=config.service_name,
+                protocol=config.otlp_protocol,
                 interval_seconds=config.metrics_interval_s,
                 readers=config.metric_readers,
             )
