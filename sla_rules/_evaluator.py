@@ -131,7 +131,8 @@ class TransactionResult:
     verdicts: tuple[Verdict, ...]
     findings: tuple[Finding, ...]
     clean: int
-    since: float
+    since: float | None
+    """Store time from which writes were re-read (None: everything in the lookback)."""
     until: float
 
 
@@ -236,7 +237,7 @@ class Evaluator:
     # --- state ---------------------------------------------------------------------------
 
     def watermark(self) -> float | None:
-        """Where the last transactions pass ended (epoch seconds), if any."""
+        """The store's clock when the last transactions pass started (epoch seconds), if any."""
         value = self.store.query(
             "SELECT argMax(Value, UpdatedAt) FROM revtrace_evaluator_state WHERE Name = {n:String}",
             {"n": WATERMARK},
@@ -263,8 +264,13 @@ class Evaluator:
         until = self.clock() if now is None else now
         spec = self.rules.evaluator
         horizon = until - spec.lookback
+        # The watermark is the store's clock at the start of the last tick: the
+        # change feed (revtrace_eval_changes) is stamped by the same clock, so
+        # late spans are seen whatever their own timestamps say. ``lateness``
+        # covers writes still committing when the last tick started.
+        stamp = self._store_time() if write else None
         mark = self.watermark() if (write and incremental) else None
-        since = max(horizon, mark - spec.lateness) if mark is not None else horizon
+        since = mark - spec.lateness if mark is not None else None
         use_open = write and incremental
         try:
             seq = []
@@ -314,10 +320,15 @@ class Evaluator:
             rows = [_verdict_row(v, stamp) for v in verdicts]
             for i in range(0, len(rows), 50_000):
                 self.store.insert_rows("revtrace_transactions", rows[i : i + 50_000], _TX_COLUMNS)
-            self._set_watermark(until)
+            if stamp is not None:
+                self._set_watermark(stamp)
             alerts = transaction_alerts(self.store, since=until - spec.alert_horizon)
             sync_alerts(self.store, TRANSACTIONS_SOURCE, alerts, until)
         return TransactionResult(verdicts, tuple(findings), clean, since, until)
+
+    def _store_time(self) -> float:
+        value = self.store.query("SELECT toUnixTimestamp64Milli(now64(3))").scalar()
+        return int(value) / 1000.0
 
     def window(
         self, rule: Rule, now: float | None = None, *, write: bool = True

@@ -230,13 +230,15 @@ def plan_facts(rules: Sequence[Rule]) -> FactsPlan:
     return plan
 
 
-def _window_params(since: float, until: float, horizon: float, use_open: bool) -> dict[str, Any]:
+def _window_params(since: float | None, until: float, horizon: float, use_open: bool) -> dict[str, Any]:
+    # since: the store time of the last tick (None: a cold start, every
+    # transaction within the lookback is a candidate).
     return {
-        "since": to_db_time(since),
+        "since": to_db_time(since if since is not None else 0.0),
         "until": to_db_time(until),
         "horizon": to_db_time(horizon),
         "use_open": 1 if use_open else 0,
-        "everything": 1 if since <= horizon else 0,
+        "everything": 1 if since is None else 0,
     }
 
 
@@ -250,7 +252,7 @@ class FactsPass:
         store: Store,
         plan: FactsPlan,
         *,
-        since: float,
+        since: float | None,
         until: float,
         horizon: float,
         use_open: bool,

@@ -397,8 +397,9 @@ class EvaluatorSpec:
 
     lookback: float = 7 * 86400.0
     """On a cold start, transactions active this far back are evaluated."""
-    lateness: float = 120.0
-    """Spans may arrive this late; each tick re-reads this much before its watermark."""
+    lateness: float = 30.0
+    """Each tick re-reads the writes this much older than its watermark (the
+    store's time of the last tick): inserts that were still committing then."""
     interval: float = 30.0
     """Default rule interval, seconds."""
     alert_horizon: float = 86400.0

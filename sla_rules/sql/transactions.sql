@@ -4,12 +4,13 @@
 -- @i@ in a fragment is the index of the stage or rule it serves.
 
 -- name: candidates
--- Transactions to (re)evaluate: active since the watermark, plus open ones.
-SELECT CorrelationId FROM revtrace_correlations
-GROUP BY CorrelationId
-HAVING max(End) >= {since:DateTime64(9)}
-   AND min(Start) >= {horizon:DateTime64(9)}
-   AND min(Start) <= {until:DateTime64(9)}
+-- Transactions to (re)evaluate: those written to since the last tick (the
+-- change feed, by the store's clock), plus those in progress (time alone can
+-- make them stuck or late).
+SELECT DISTINCT CorrelationId FROM revtrace_eval_changes
+WHERE IngestedAt >= {since:DateTime64(3)}
+  AND Start >= {horizon:DateTime64(9)}
+  AND Start <= {until:DateTime64(9)}
 UNION DISTINCT
 SELECT CorrelationId FROM revtrace_transactions FINAL
 WHERE {use_open:UInt8} = 1 AND Status IN /*@OPEN_STATUSES@*/ AND LastSeen >= {horizon:DateTime64(9)}

@@ -3,6 +3,7 @@ ticks, window rules, alert lifecycle, SLO points, reconciliation, commands."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -84,16 +85,27 @@ def test_cycle_writes_one_verdict_per_transaction(store: Store, now: float) -> N
 def test_ticks_are_incremental_and_open_transactions_age_into_stuck(store: Store, now: float) -> None:
     insert_spans(store, _workload(now))
     clock = [now]
-    evaluator = Evaluator(store, builtin_pack(), clock=lambda: clock[0])
-    evaluator.transactions()
+    pack = builtin_pack()
+    # No re-read margin: nothing is committing concurrently in this test.
+    pack = dataclasses.replace(pack, evaluator=dataclasses.replace(pack.evaluator, lateness=0.0))
+    evaluator = Evaluator(store, pack, clock=lambda: clock[0])
+    first = evaluator.transactions()
+    assert first.since is None  # a cold start takes everything in the lookback
     rows_before = store.query("SELECT count() FROM revtrace_transactions").scalar()
-    assert evaluator.watermark() == now
+    mark = evaluator.watermark()
+    assert mark is not None
     # Nothing new: only the open transaction is re-evaluated.
     clock[0] = now + 60
     result = evaluator.transactions()
     assert [v.correlation_id for v in result.verdicts] == ["waiting"]
-    assert result.since == pytest.approx(now - builtin_pack().evaluator.lateness)
+    assert result.since == pytest.approx(mark)
     assert store.query("SELECT count() FROM revtrace_transactions").scalar() == rows_before + 1
+    # A span that arrives late (its timestamp hours ago) is still seen.
+    insert_spans(
+        store, [span("ok-1", "erp.payment.apply", now - 3 * HOUR, outcome="dead_lettered", http=500)]
+    )
+    evaluator.transactions()
+    assert _verdicts(store)["ok-1"] == ("failed", "transient")
     # A new span for a failed transaction makes it active again: the replay succeeded.
     insert_spans(store, [span("rl", "billing.customer.upsert", now + 100, attempt=2)])
     clock[0] = now + 200
