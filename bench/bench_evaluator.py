@@ -43,10 +43,10 @@ _STAGES = (
 )
 
 
-def _generate(store: Any, transactions: int, now: float, first: int = 0) -> None:
-    """``transactions`` transactions spread over the 24 hours before ``now``."""
+def _generate(store: Any, transactions: int, now: float, first: int = 0, window_s: int = 86_400) -> None:
+    """``transactions`` transactions spread over the ``window_s`` seconds before ``now``."""
     stages = "[" + ", ".join(f"'{s}'" for s in _STAGES) + "]"
-    spacing_ms = 86_400_000 // max(transactions, 1)
+    spacing_ms = window_s * 1000 // max(transactions, 1)
     # tx % 100 == 7: ERP posting fails for good; == 13: the ERP customer
     # upsert blips once and its second attempt (the tenth span, j0 = 9)
     # succeeds; tx % 200 == 21: posting comes 5 hours late. j0 is the span's
@@ -55,7 +55,7 @@ def _generate(store: Any, transactions: int, now: float, first: int = 0) -> None
         f"""
         INSERT INTO otel_traces (Timestamp, TraceId, SpanId, SpanName, SpanKind, ServiceName, SpanAttributes, Duration, StatusCode)
         SELECT
-            fromUnixTimestamp64Milli(toInt64({int(now * 1000) - 86_400_000} + (tx - {first}) * {spacing_ms} + j0 * 2000
+            fromUnixTimestamp64Milli(toInt64({int(now * 1000) - window_s * 1000} + (tx - {first}) * {spacing_ms} + j0 * 2000
                 + if(tx % 200 = 21 AND j = 6, 18000000, 0)), 'UTC') AS Timestamp,
             lower(hex(cityHash64(tx))) || lower(hex(cityHash64(tx + 1))) AS TraceId,
             lower(hex(cityHash64(number + {first * 10}))) AS SpanId,
@@ -130,9 +130,10 @@ def _child(transactions: int, out: Path) -> None:
     verdicts = int(store.query("SELECT count() FROM revtrace_transactions FINAL").scalar())
     failing = len(result.failing)
 
-    # An incremental tick a minute later: 1/1000 of the transactions are new.
+    # An incremental tick a minute later: 1/1000 of the transactions are new,
+    # started in that minute.
     new = max(transactions // 1000, 10)
-    _generate(store, new, now + 60, first=transactions)
+    _generate(store, new, now + 60, first=transactions, window_s=60)
     later = now + 60 + 30
     t0 = time.perf_counter()
     tick = evaluator.transactions(later)
