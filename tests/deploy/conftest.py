@@ -4,6 +4,7 @@ endpoint in its own process) and helpers to run ``revtrace`` roles as processes.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 import socket
 import subprocess
@@ -15,11 +16,33 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
 
 from deploy.chdb_http import ChdbHttpServer, ServerConfig, ServerUser
 
 REPO = Path(__file__).resolve().parents[2]
 REVTRACE = str(Path(sys.executable).with_name("revtrace"))
+
+
+def interpolate(text: str, values: Mapping[str, str]) -> str:
+    """Compose's ``${VAR}``, ``${VAR:-default}``, ``${VAR:?message}`` with ``values`` (else the default)."""
+    pattern = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>(?:[^{}]|\$\{[^}]*\})*))?\}")
+    while (match := pattern.search(text)) is not None:
+        name, op, arg = match["name"], match["op"], match["arg"]
+        if name in values:
+            value = values[name]
+        elif op in (":-", "-"):
+            value = interpolate(arg or "", values)
+        else:
+            value = ""
+        text = text[: match.start()] + value + text[match.end() :]
+    return text
+
+
+def compose_service(name: str, file: str = "docker-compose.yml") -> dict[str, Any]:
+    """One service of a compose file, as written."""
+    services: dict[str, dict[str, Any]] = yaml.safe_load((REPO / file).read_text())["services"]
+    return services[name]
 
 
 def free_port() -> int:

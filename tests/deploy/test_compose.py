@@ -23,6 +23,7 @@ import pytest
 import yaml
 
 from revtrace.cli import cli
+from tests.deploy.conftest import interpolate
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = ("docker-compose.yml", "docker-compose.cluster.yml")
@@ -54,17 +55,7 @@ def _is_revtrace(service: dict[str, Any]) -> bool:
 
 def _defaults(text: str) -> str:
     """Compose interpolation with every variable at its default (or the required test value)."""
-    pattern = re.compile(r"\$\{(?P<name>\w+)(?:(?P<op>:?[-?])(?P<arg>(?:[^{}]|\$\{[^}]*\})*))?\}")
-    while (match := pattern.search(text)) is not None:
-        name, op, arg = match["name"], match["op"], match["arg"]
-        if name in REQUIRED:
-            value = REQUIRED[name]
-        elif op in (":-", "-"):
-            value = _defaults(arg or "")
-        else:
-            value = ""
-        text = text[: match.start()] + value + text[match.end() :]
-    return text
+    return interpolate(text, REQUIRED)
 
 
 def _compose_command() -> list[str] | None:

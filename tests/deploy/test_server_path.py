@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,7 +23,17 @@ import pytest
 
 from deploy.chdb_http import ChdbHttpServer, ServerUser
 from tests.deploy import workload
-from tests.deploy.conftest import Role, compose_grants, free_port, new_server, role_env, run_cli
+from tests.deploy.conftest import (
+    REVTRACE,
+    Role,
+    compose_grants,
+    compose_service,
+    free_port,
+    interpolate,
+    new_server,
+    role_env,
+    run_cli,
+)
 
 DATABASE = "revtrace"
 
@@ -66,29 +78,40 @@ def server(tmp_path: Path) -> Iterator[ChdbHttpServer]:
 def test_every_role_as_its_own_process_over_http(server: ChdbHttpServer, tmp_path: Path) -> None:
     role_user = server.config.users[2]
     assert role_user.name == "revtrace" and "GRANT ALL ON revtrace.*" in role_user.grants
-    env = role_env(server, DATABASE, tmp_path / "state", role_user, REVTRACE_RULES="builtin:demo")
+    token = secrets.token_urlsafe(16)
+    env = role_env(
+        server,
+        DATABASE,
+        tmp_path / "state",
+        role_user,
+        REVTRACE_RULES="builtin:demo",
+        REVTRACE_INGEST_TOKENS=token,
+    )
     migrated = run_cli(["db", "migrate"], env)
     assert migrated.returncode == 0, migrated.stderr
     assert "applied" in migrated.stdout
-    again = run_cli(["db", "migrate"], env)
-    assert (again.returncode, again.stdout.strip()) == (0, "schema is up to date; nothing to apply")
 
-    roles: list[Role] = []
-    try:
-        port = free_port()
-        collector = Role(
+    # The three long-running roles start together (each migrates on start: a no-op now).
+    port, dashboard_port = free_port(), free_port()
+    roles = [
+        Role(
             "collector",
             ["collector", "--host", "127.0.0.1", "--http-port", str(port), "--grpc-port", "-1"],
             env,
             tmp_path,
-        )
-        roles.append(collector)
+        ),
+        Role("evaluator", ["evaluator"], env, tmp_path),
+        Role("dashboard", ["dashboard", "--host", "127.0.0.1", "--port", str(dashboard_port)], env, tmp_path),
+    ]
+    collector, _evaluator, dashboard = roles
+    try:
         collector.wait_http(f"http://127.0.0.1:{port}/readyz")
         status = collector.wait_http(f"http://127.0.0.1:{port}/api/v1/status").json()
         assert status["store"].startswith("ClickHouse server http://revtrace@127.0.0.1:")
+        assert status["auth_required"] is True
 
         now = time.time()
-        workload.send(f"http://127.0.0.1:{port}", now)
+        workload.send(f"http://127.0.0.1:{port}", now, token=token)
 
         # Read back over HTTP as the read-only user, the way Grafana does.
         reader = _client(server, server.config.users[1])
@@ -102,6 +125,32 @@ def test_every_role_as_its_own_process_over_http(server: ChdbHttpServer, tmp_pat
         assert int(reader.command("SELECT uniqExact(CorrelationId) FROM revtrace_correlations")) == len(
             workload.transactions()
         )
+
+        # `revtrace trace` and the compose demo profile's sync engine — exactly as
+        # docker-compose.yml runs it, bounded here — run meanwhile.
+        trace = subprocess.Popen(
+            [REVTRACE, "trace", "q2c-stuck", "--format", "json", "--no-payloads"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        service = compose_service("sync-engine")
+        demo = [
+            interpolate(str(part), {"REVTRACE_INGEST_TOKENS": token}).replace(
+                "http://collector:4318", f"http://127.0.0.1:{port}"
+            )
+            for part in [*service["entrypoint"], *service["command"]]
+        ]
+        assert demo[:3] == ["python", "-m", "sync_engine"]
+        engine = subprocess.Popen(
+            [sys.executable, *demo[1:], "--duration", "2", "--rate", "5", "--drain-timeout", "2", "-q"],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+
         _wait(
             "sync-engine gauges",
             lambda: reader.command(
@@ -109,9 +158,6 @@ def test_every_role_as_its_own_process_over_http(server: ChdbHttpServer, tmp_pat
             ),
             lambda n: int(n) > 0,
         )
-
-        evaluator = Role("evaluator", ["evaluator"], env, tmp_path)
-        roles.append(evaluator)
         # The evaluator judges what was active recently (the demo pack's windows):
         # the failed ERP posting and the clean payment are among them.
         verdicts = _wait(
@@ -124,31 +170,36 @@ def test_every_role_as_its_own_process_over_http(server: ChdbHttpServer, tmp_pat
         assert verdicts["pay-1"] == "ok"
         assert verdicts["q2c-stuck"] in {"failed", "held", "stuck"}
 
-        dashboard_port = free_port()
-        dashboard = Role(
-            "dashboard", ["dashboard", "--host", "127.0.0.1", "--port", str(dashboard_port)], env, tmp_path
-        )
-        roles.append(dashboard)
         assert dashboard.wait_http(f"http://127.0.0.1:{dashboard_port}/_stcore/health").text == "ok"
 
-        trace = run_cli(["trace", "q2c-stuck", "--format", "json", "--no-payloads"], env)
-        assert trace.returncode == 0, trace.stderr
-        document = json.loads(trace.stdout)
-        stages = json.dumps(document)
+        out, err = trace.communicate(timeout=120)
+        assert trace.returncode == 0, err
+        stages = json.dumps(json.loads(out))
         for stage in ("billing.invoice.create", "erp.invoice.post", "MISSING_COST_CENTER"):
             assert stage in stages
 
+        _, err = engine.communicate(timeout=120)
+        assert engine.returncode == 0, err[-3000:]
+        _wait(
+            "the demo engine's spans",
+            lambda: reader.command(
+                "SELECT count() FROM revtrace_spans WHERE CorrelationId NOT IN ('q2c-ok-1', "
+                "'q2c-ok-2', 'q2c-stuck', 'q2c-retry', 'pay-1', 'cust-dup')"
+            ),
+            lambda n: int(n) > 0,
+        )
+
         for role in reversed(roles):
             assert role.stop() == 0, f"{role.name}:\n{role.log()[-3000:]}"
-        roles.clear()
     finally:
         for role in roles:
             role.stop()
 
     # The data outlives the server process.
+    stored = int(reader.command("SELECT count() FROM revtrace_spans"))
     assert server.stop() == 0
     server.start()
-    assert int(_client(server, server.config.admin).command("SELECT count() FROM revtrace_spans")) == spans
+    assert int(_client(server, server.config.admin).command("SELECT count() FROM revtrace_spans")) == stored
 
 
 def test_a_role_without_the_password_is_refused_with_a_clear_error(
