@@ -140,6 +140,11 @@ def _render_seconds(page: str, params: dict[str, str], range_key: str = "24h") -
 
 
 def _child(transactions: int, out: Path) -> None:
+    import os
+
+    os.environ.setdefault(
+        "STREAMLIT_LOGGER_LEVEL", "error"
+    )  # AppTest outside a server logs "no runtime" notes
     from streamlit.logger import set_log_level
 
     from collector.migrations import RenderOptions, migrate
@@ -147,7 +152,7 @@ def _child(transactions: int, out: Path) -> None:
     from dashboard import data
 
     logging.basicConfig(level=logging.WARNING)
-    set_log_level("error")  # AppTest outside a server logs "no runtime" notes
+    set_log_level("error")
     root = Path(tempfile.mkdtemp(prefix="bench-dashboard-"))
     empty = open_store(f"chdb://{root}/store", database="bench_dashboard_empty")
     full = open_store(f"chdb://{root}/store", database="bench_dashboard")
