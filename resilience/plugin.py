@@ -57,7 +57,10 @@ class Recorder:
                 entry["figures"].update(value)
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
             entry["outcome"] = report.outcome
-            if report.skipped and isinstance(report.longrepr, tuple):
+            if hasattr(report, "wasxfail"):
+                entry["outcome"] = "xfailed" if report.skipped else "xpassed"
+                entry["reason"] = str(report.wasxfail)
+            elif report.skipped and isinstance(report.longrepr, tuple):
                 entry["reason"] = str(report.longrepr[2])
             elif report.failed:
                 entry["reason"] = str(getattr(report, "longreprtext", ""))[-2000:]

@@ -9,10 +9,16 @@ pytest runs with ``--soak`` (when pointed at ``tests/resilience``) or with
 from __future__ import annotations
 
 import os
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+
+from collector.migrations import RenderOptions, migrate
+from collector.store import Store, open_store
 
 SOAK_ENV = "REVTRACE_SOAK"
 
@@ -58,3 +64,33 @@ def figures(record_property: Any) -> Iterator[Figures]:
     recorded = Figures()
     yield recorded
     record_property("figures", dict(recorded))
+
+
+@dataclass
+class CliStore:
+    """A database of the session's embedded store that the ``revtrace`` CLI opens
+    itself in this process (as it does when no ``revtrace up`` holds the store)."""
+
+    url: str
+    database: str
+
+    def open(self) -> Store:
+        """The store (the CLI closes it after each command; this reopens it)."""
+        return open_store(self.url, database=self.database)
+
+
+@pytest.fixture
+def cli_store(chdb_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliStore]:
+    """A migrated database the ``revtrace`` CLI runs against in this process."""
+    target = CliStore(f"chdb://{chdb_path}", f"t_cli_{uuid.uuid4().hex[:10]}")
+    store = target.open()
+    migrate(store, RenderOptions(ttl_days=0))
+    monkeypatch.setenv("REVTRACE_CLICKHOUSE_URL", target.url)
+    monkeypatch.setenv("REVTRACE_DATABASE", target.database)
+    monkeypatch.setenv("REVTRACE_DATA_DIR", str(tmp_path))  # no running revtrace up here
+    yield target
+    leftover = target.open()
+    try:
+        leftover.command(f"DROP DATABASE IF EXISTS `{target.database}`")
+    finally:
+        leftover.close()

@@ -174,6 +174,7 @@ class Server:
     data_dir: Path
     role: str = "up"
     env: Mapping[str, str] = field(default_factory=dict)
+    log_level: str = "info"
     http_port: int = 0
     dashboard_port: int = 0
     process: subprocess.Popen[bytes] | None = None
@@ -201,7 +202,7 @@ class Server:
         """Start and wait until it serves (for ``up``: until every role started)."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.http_port = self.http_port or free_port()
-        argv = [sys.executable, "-m", "revtrace.cli", "--log-level", "info", self.role]
+        argv = [sys.executable, "-m", "revtrace.cli", "--log-level", self.log_level, self.role]
         argv += ["--http-port", str(self.http_port), "--grpc-port", "-1"]
         if self.role == "up":
             self.dashboard_port = self.dashboard_port or free_port()

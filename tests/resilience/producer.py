@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 import time
 from collections.abc import Sequence
@@ -84,7 +85,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--payload-every", type=int, default=0, help="a payload snapshot every N spans")
     parser.add_argument("--payload-bytes", type=int, default=1024)
     parser.add_argument("--shutdown-timeout-s", type=float, default=180.0)
+    parser.add_argument("--log-level", default="WARNING", help="Python logging level of this adapter")
     args = parser.parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr)
 
     if args.skew_s:
         _skew_clock(args.skew_s)

@@ -15,23 +15,18 @@ is kept. (Malformed OTLP, oversized bodies and gzip bombs are in
 from __future__ import annotations
 
 import json
-import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import pytest
 from click.testing import CliRunner
 
 import tracer
-from collector.migrations import RenderOptions, migrate
 from collector.service import Collector, CollectorConfig
-from collector.store import Store, open_store
+from collector.store import Store
 from revtrace.cli import cli
 from tests.resilience import spans
-from tests.resilience.conftest import Figures
+from tests.resilience.conftest import CliStore, Figures
 
 HOSTILE_IDS: dict[str, str] = {
     "SQL quote": "x' OR '1'='1",
@@ -60,35 +55,6 @@ MISSING_IDS: dict[str, str] = {
 RENDER_BREAKERS = {"HTML", "terminal escapes", "line breaks", "NUL byte", "JSON breaker", "CSV formula"}
 NORMAL_ID = "q2c-normal-1"
 FORMATS = ("table", "json", "csv", "html")
-
-
-@dataclass
-class CliStore:
-    """A database of the session's embedded store that the CLI opens itself."""
-
-    url: str
-    database: str
-
-    def open(self) -> Store:
-        """The store (the CLI closes it after each command; this reopens it)."""
-        return open_store(self.url, database=self.database)
-
-
-@pytest.fixture
-def cli_store(chdb_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[CliStore]:
-    """A migrated database the ``revtrace`` CLI runs against in this process."""
-    target = CliStore(f"chdb://{chdb_path}", f"t_cli_{uuid.uuid4().hex[:10]}")
-    store = target.open()
-    migrate(store, RenderOptions(ttl_days=0))
-    monkeypatch.setenv("REVTRACE_CLICKHOUSE_URL", target.url)
-    monkeypatch.setenv("REVTRACE_DATABASE", target.database)
-    monkeypatch.setenv("REVTRACE_DATA_DIR", str(tmp_path))  # no running revtrace up here
-    yield target
-    leftover = target.open()
-    try:
-        leftover.command(f"DROP DATABASE IF EXISTS `{target.database}`")
-    finally:
-        leftover.close()
 
 
 def _steps(cid: str) -> list[spans.Step]:
