@@ -60,7 +60,7 @@ import threading
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any, Final
@@ -71,6 +71,7 @@ __all__ = [
     "HOLD_MARK",
     "VERIFIED_CHDB",
     "ChdbHttpServer",
+    "Listener",
     "ServerConfig",
     "ServerError",
     "ServerUser",
@@ -319,23 +320,25 @@ def kill_hold_query(config: ServerConfig, timeout: float = 10.0) -> None:
     _request(config, f"KILL QUERY WHERE startsWith(query, 'SELECT {HOLD_MARK}') SYNC", timeout)
 
 
-@contextlib.contextmanager
-def _locked(data_dir: Path) -> Iterator[None]:
+def _lock(data_dir: Path) -> IO[str]:
+    """Hold the data directory's lock (the embedded store's lock file); the handle releases it."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    with open(data_dir / _LOCK_FILE, "a+") as handle:
-        try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            raise ServerError(
-                f"{data_dir} is in use by another process (pid {handle.read().strip() or 'unknown'}); "
-                "chDB data directories can be opened by one process at a time"
-            ) from None
+    handle = open(data_dir / _LOCK_FILE, "a+")  # noqa: SIM115 - held while serving
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
         handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise ServerError(
+            f"{data_dir} is in use by another process (pid {holder}); "
+            "chDB data directories can be opened by one process at a time"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _check_chdb(allow_unverified: bool) -> None:
@@ -350,6 +353,88 @@ def _check_chdb(allow_unverified: bool) -> None:
         )
 
 
+class Listener:
+    """The HTTP (and TCP) listener of this process's chDB engine, on ``config.data_dir``.
+
+    One chDB engine per process: the listener must live in the process that holds
+    the store, and must start before anything else in the process opens chDB;
+    the process's own clients then reach the store over HTTP too. That is the
+    shape ``revtrace up`` needs to let Grafana read its embedded store. The engine
+    reads ``$HOME/.clickhouse-local/config.xml`` when it starts, so ``start()``
+    points ``HOME`` at ``home`` for that moment and restores it.
+    """
+
+    def __init__(self, config: ServerConfig, home: Path, allow_unverified_chdb: bool = False) -> None:
+        self.config = config
+        self.home = home
+        self.allow_unverified_chdb = allow_unverified_chdb
+        self.error = ""
+        self._thread: threading.Thread | None = None
+        self._lock: IO[str] | None = None
+
+    def start(self, timeout: float = 30.0) -> None:
+        """Start listening; return once ``/ping`` answers (raise :class:`ServerError` if it does not)."""
+        _check_chdb(self.allow_unverified_chdb)
+        write_config(self.config, self.home)
+        # The engine's low-level module (untyped): the only API that can start listeners.
+        engine: Any = importlib.import_module("chdb._chdb")
+        # chDB installs ClickHouse's process-wide signal handlers when the engine
+        # starts; they would take SIGTERM/SIGINT from the process's own handlers.
+        engine.set_signal_handlers_enabled(0)
+        statements = ["SYSTEM START LISTEN HTTP"]
+        if self.config.tcp_port:
+            statements.append("SYSTEM START LISTEN TCP")
+        sql = "; ".join([*statements, _HOLD_SQL])
+
+        def hold() -> None:
+            result = engine.query(sql, "TabSeparated", path=self.config.data_dir)
+            self.error = str(result.error_message() or "")
+
+        self._lock = _lock(Path(self.config.data_dir))
+        previous = os.environ.get("HOME")
+        os.environ["HOME"] = str(self.home)
+        try:
+            self._thread = threading.Thread(target=hold, name="chdb-http-hold", daemon=True)
+            self._thread.start()
+            deadline = time.monotonic() + timeout
+            while not _ping(self.config, timeout=1.0):
+                if not self._thread.is_alive() or time.monotonic() > deadline:
+                    self.stop()
+                    raise ServerError(
+                        f"the chDB listener on {self.config.host}:{self.config.http_port} did not start: "
+                        f"{self.error or 'see the engine message above'}"
+                    )
+                time.sleep(0.05)
+        finally:
+            if previous is None:
+                os.environ.pop("HOME", None)
+            else:
+                os.environ["HOME"] = previous
+
+    @property
+    def alive(self) -> bool:
+        """Whether the hold query (and so the listener) still runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def wait(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` s for the listener to end (a client's KILL QUERY); True when it has."""
+        if self._thread is not None:
+            self._thread.join(timeout)
+        return not self.alive
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Kill the hold query, wait for the listener to end, release the data directory."""
+        if self.alive:
+            with contextlib.suppress(OSError):
+                kill_hold_query(self.config)
+            self.wait(timeout)
+        if self._lock is not None:
+            self._lock.close()
+            self._lock = None
+        if self.alive:
+            raise ServerError("the chDB listener's hold query did not stop")
+
+
 def serve(home: Path, allow_unverified_chdb: bool = False) -> int:
     """Serve the configuration written under ``home`` in this process, until SIGTERM/SIGINT or KILL.
 
@@ -358,56 +443,26 @@ def serve(home: Path, allow_unverified_chdb: bool = False) -> int:
     """
     directory = home / ".clickhouse-local"
     config = ServerConfig.from_json((directory / CONFIG_NAME).read_text(encoding="utf-8"))
-    _check_chdb(allow_unverified_chdb)
-    data_dir = Path(config.data_dir)
+    listener = Listener(config, home, allow_unverified_chdb)
     stop = threading.Event()
-    outcome: dict[str, str] = {}
-
-    # The engine's low-level module (untyped): the only API that can start listeners.
-    engine: Any = importlib.import_module("chdb._chdb")
-
-    # chDB installs ClickHouse's process-wide signal handlers when the engine
-    # starts; they would take SIGTERM/SIGINT from the handlers below.
-    engine.set_signal_handlers_enabled(0)
-
-    def hold() -> None:
-        statements = ["SYSTEM START LISTEN HTTP"]
-        if config.tcp_port:
-            statements.append("SYSTEM START LISTEN TCP")
-        result = engine.query("; ".join([*statements, _HOLD_SQL]), "TabSeparated", path=str(data_dir))
-        outcome["error"] = str(result.error_message() or "")
 
     def on_signal(signum: int, _frame: object) -> None:
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    # The engine reads $HOME/.clickhouse-local/config.xml when it starts (in the hold thread).
-    os.environ["HOME"] = str(home)
     try:
-        with _locked(data_dir):
-            thread = threading.Thread(target=hold, name="chdb-http-hold", daemon=True)
-            thread.start()
-            listening = False
-            while thread.is_alive():
-                if stop.wait(0.2):
-                    with contextlib.suppress(OSError):
-                        kill_hold_query(config)
-                    break
-                listening = listening or _ping(config, timeout=1.0)
-            thread.join(30)
+        listener.start()
+        # Until a signal (we stop it) or a client's KILL QUERY (it stops by itself):
+        # both are requested stops.
+        while listener.alive and not stop.wait(0.2):
+            pass
+        listener.stop()
+    except ServerError as exc:
+        print(f"chdb-http: {exc}", file=sys.stderr)
+        return 1
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    if thread.is_alive():
-        print("chdb-http: the hold query did not stop", file=sys.stderr)
-        return 1
-    if not (listening or stop.is_set()):
-        # The statements before the hold query failed (e.g. the port is taken);
-        # the engine printed why.
-        detail = outcome.get("error") or "see the engine's message above"
-        print(f"chdb-http: the listener did not start: {detail}", file=sys.stderr)
-        return 1
-    # Stopped by a signal or by a KILL QUERY from a client: both are requested stops.
     return 0
 
 

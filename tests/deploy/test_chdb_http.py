@@ -4,6 +4,10 @@ stopped with ``KILL QUERY``."""
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import httpx
@@ -12,7 +16,8 @@ import pytest
 from collector.store import Store, StoreLockedError, parse_store_url
 from deploy import chdb_http
 from deploy.chdb_http import ChdbHttpServer, ServerConfig, ServerError, ServerUser
-from tests.deploy.conftest import free_port, new_server
+from tests.deploy import workload
+from tests.deploy.conftest import REPO, free_port, new_server
 
 
 def _http(server: ChdbHttpServer, user: str, password: str, sql: str) -> httpx.Response:
@@ -173,3 +178,68 @@ def test_an_unverified_chdb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(ServerError, match=r"not the verified chdb 4\.4\.0"):
         chdb_http._check_chdb(allow_unverified=False)
     chdb_http._check_chdb(allow_unverified=True)
+
+
+_IN_PROCESS = """
+import json, sys, tempfile, time
+from pathlib import Path
+from deploy.chdb_http import Listener, ServerConfig, ServerUser
+from collector.service import Collector, CollectorConfig
+from collector.store import open_store
+from tests.deploy import workload
+
+data, home, spool, port = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4])
+config = ServerConfig(str(data), port, (ServerUser("revtrace", "rw-secret"), ServerUser("grafana", "ro-secret", readonly=True)))
+listener = Listener(config, home)
+listener.start()
+# This process's own store reaches the engine over HTTP: one engine, one process.
+store = open_store(f"http://revtrace:rw-secret@127.0.0.1:{port}/revtrace")
+collector = Collector(CollectorConfig(host="127.0.0.1", http_port=0, grpc_port=-1, data_dir=spool,
+                                      batch_ms=100, self_telemetry_s=0, ttl_days=0), store=store)
+collector.start()
+workload.send(collector.http_endpoint, time.time())
+deadline = time.monotonic() + 30
+while store.query("SELECT count() FROM revtrace_spans").scalar() < workload.span_count() and time.monotonic() < deadline:
+    time.sleep(0.1)
+spans = store.query("SELECT count() FROM revtrace_spans").scalar()
+collector.stop()
+store.close()
+listener.stop()
+print(json.dumps({"spans": spans, "alive": listener.alive}))
+"""
+
+
+def test_the_listener_inside_the_process_that_holds_the_store(tmp_path: Path) -> None:
+    """The shape `revtrace up` needs for Grafana: listener and store in one process, the store over HTTP."""
+    port = free_port()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            _IN_PROCESS,
+            str(tmp_path / "data"),
+            str(tmp_path / "home"),
+            str(tmp_path / "spool"),
+            str(port),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads(done.stdout.strip().splitlines()[-1]) == {
+        "spans": workload.span_count(),
+        "alive": False,
+    }
+    # The data directory was released: another server opens it and sees the spans.
+    server = new_server(tmp_path)
+    server.start()
+    try:
+        assert server.query("SELECT count() FROM revtrace.revtrace_spans").strip() == str(
+            workload.span_count()
+        )
+    finally:
+        server.stop()
