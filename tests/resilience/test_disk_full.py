@@ -15,6 +15,7 @@ import pytest
 from collector.service import Collector, CollectorConfig
 from collector.store import Store
 from tests.collector.helpers import body_of, make_spans, wait_for_count
+from tests.resilience.conftest import Figures
 
 PB = {"content-type": "application/x-protobuf"}
 
@@ -34,7 +35,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount_point)], check=False)
 
 
-def test_spool_disk_full_answers_503_then_recovers(store: Store, tiny_disk: Path) -> None:
+def test_spool_disk_full_answers_503_then_recovers(store: Store, tiny_disk: Path, figures: Figures) -> None:
     config = CollectorConfig(
         http_port=0,
         grpc_port=-1,
@@ -76,7 +77,14 @@ def test_spool_disk_full_answers_503_then_recovers(store: Store, tiny_disk: Path
         assert later.status_code == 200
         acknowledged += 20
         assert c.writer.flush(20)
-    assert store.query("SELECT count(), uniqExact(SpanId) FROM otel_traces").rows == [
-        (acknowledged, acknowledged)
-    ]
+    stored = store.query("SELECT count(), uniqExact(SpanId) FROM otel_traces").rows[0]
+    figures.update(
+        disk_kib=1024,
+        accepted=acknowledged,
+        stored=int(stored[0]),
+        lost=acknowledged - int(stored[1]),
+        doubled=int(stored[0]) - int(stored[1]),
+        refused_503=1,
+    )
+    assert tuple(stored) == (acknowledged, acknowledged)
     assert store.query("SELECT count() FROM revtrace_spans").scalar() == acknowledged

@@ -116,11 +116,11 @@ def _store_outage(store: Store, c: Collector, tmp_path: Path, figures: Figures, 
 def test_store_unavailable_while_adapters_stream(
     store: Store, collector_for_adapters: Collector, tmp_path: Path, figures: Figures
 ) -> None:
-    """The store goes away for 10 s (its span table detached) while two adapters
+    """The store goes away for 8 s (its span table detached) while two adapters
     send 100 spans/s each through the real tracer: the collector keeps answering
     2xx from its spool, readiness says 503, and when the store is back every span
     is in ``otel_traces`` and ``revtrace_spans`` exactly once; no adapter dropped any."""
-    _store_outage(store, collector_for_adapters, tmp_path, figures, outage_s=10)
+    _store_outage(store, collector_for_adapters, tmp_path, figures, outage_s=8)
 
 
 @pytest.mark.soak

@@ -12,19 +12,28 @@ from hypothesis import strategies as st
 from collector.ingest import BadRequest, IngestError, convert_request
 from collector.otlp import Limits
 from tests.collector.helpers import body_of, make_spans
+from tests.resilience.conftest import Figures
 
 SEED_BODY = body_of(make_spans(3, "fuzz", attributes=3))
 LIMITS = Limits(max_attributes=64, max_attribute_bytes=4096)
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# The figures fixture only counts inputs; sharing it across examples is intended.
+FUZZ = settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
 
 
-def _convert(body: bytes, content_type: str, signal: str = "traces") -> None:
+def _convert(figures: Figures, body: bytes, content_type: str, signal: str = "traces") -> None:
+    figures.add("inputs")
     try:
         converted = convert_request(signal, body, None, content_type, 1 << 20, LIMITS)  # type: ignore[arg-type]
     except IngestError as exc:
         assert exc.status in (400, 413, 415)
         assert str(exc)
+        figures.add("rejected")
         return
+    figures.add("accepted")
     # What converts must be loadable JSON lines for known tables.
     for table, count, payload in converted.blocks:
         assert table.startswith("otel_")
@@ -36,24 +45,24 @@ def _convert(body: bytes, content_type: str, signal: str = "traces") -> None:
 
 @FUZZ
 @given(st.binary(max_size=2048))
-def test_random_bytes_as_protobuf(body: bytes) -> None:
-    _convert(body, "application/x-protobuf")
-    _convert(body, "application/x-protobuf", "metrics")
+def test_random_bytes_as_protobuf(figures: Figures, body: bytes) -> None:
+    _convert(figures, body, "application/x-protobuf")
+    _convert(figures, body, "application/x-protobuf", "metrics")
 
 
 @FUZZ
 @given(st.lists(st.tuples(st.integers(0, len(SEED_BODY) - 1), st.integers(0, 255)), min_size=1, max_size=8))
-def test_mutated_valid_protobuf(flips: list[tuple[int, int]]) -> None:
+def test_mutated_valid_protobuf(figures: Figures, flips: list[tuple[int, int]]) -> None:
     body = bytearray(SEED_BODY)
     for position, value in flips:
         body[position] = value
-    _convert(bytes(body), "application/x-protobuf")
+    _convert(figures, bytes(body), "application/x-protobuf")
 
 
 @FUZZ
 @given(st.integers(0, len(SEED_BODY)))
-def test_truncated_valid_protobuf(cut: int) -> None:
-    _convert(SEED_BODY[:cut], "application/x-protobuf")
+def test_truncated_valid_protobuf(figures: Figures, cut: int) -> None:
+    _convert(figures, SEED_BODY[:cut], "application/x-protobuf")
 
 
 _json_values = st.recursive(
@@ -138,15 +147,15 @@ def _otlp_like() -> st.SearchStrategy[dict[str, Any]]:
 
 @FUZZ
 @given(_otlp_like())
-def test_otlp_shaped_json(document: dict[str, Any]) -> None:
-    _convert(json.dumps(document).encode(), "application/json")
+def test_otlp_shaped_json(figures: Figures, document: dict[str, Any]) -> None:
+    _convert(figures, json.dumps(document).encode(), "application/json")
 
 
 @FUZZ
 @given(_json_values)
-def test_any_json(document: Any) -> None:
-    _convert(json.dumps(document).encode(), "application/json")
-    _convert(json.dumps(document).encode(), "application/json", "metrics")
+def test_any_json(figures: Figures, document: Any) -> None:
+    _convert(figures, json.dumps(document).encode(), "application/json")
+    _convert(figures, json.dumps(document).encode(), "application/json", "metrics")
 
 
 def test_a_fuzzed_rejection_names_the_problem() -> None:
@@ -166,13 +175,18 @@ def test_a_fuzzed_rejection_names_the_problem() -> None:
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 @given(_otlp_like())
-def test_whatever_converts_is_accepted_by_the_store(store: Any, document: dict[str, Any]) -> None:
+def test_whatever_converts_is_accepted_by_the_store(
+    store: Any, figures: Figures, document: dict[str, Any]
+) -> None:
     """No accepted request can turn into rows the store refuses (they would be set aside, unseen)."""
+    figures.add("inputs")
     try:
         converted = convert_request(
             "traces", json.dumps(document).encode(), None, "application/json", 1 << 20, LIMITS
         )
     except IngestError:
+        figures.add("rejected")
         return
     for table, _, payload in converted.blocks:
         store.insert_raw(table, payload)
+    figures.add("accepted")

@@ -15,18 +15,23 @@ is kept. (Malformed OTLP, oversized bodies and gzip bombs are in
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
+import pytest
 from click.testing import CliRunner
 
 import tracer
 from collector.service import Collector, CollectorConfig
 from collector.store import Store
 from revtrace.cli import cli
+from tests.collector.helpers import body_of
 from tests.resilience import spans
-from tests.resilience.conftest import CliStore, Figures
+from tests.resilience.conftest import Figures
+from tests.resilience.harness import Server
 
 HOSTILE_IDS: dict[str, str] = {
     "SQL quote": "x' OR '1'='1",
@@ -64,51 +69,62 @@ def _steps(cid: str) -> list[spans.Step]:
     ]
 
 
-def _store_through_a_collector(store: Store, tmp_path: Path) -> int:
-    """Send every hostile transaction and a normal one through a real collector."""
-    import httpx
-
-    from tests.collector.helpers import body_of
-
-    config = CollectorConfig(
-        http_port=0, grpc_port=-1, data_dir=tmp_path / "c", batch_ms=50, self_telemetry_s=0, ttl_days=0
-    )
+@pytest.fixture(scope="module")
+def hostile_up(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, int]]:
+    """``revtrace up`` holding every hostile transaction and a normal one, sent over
+    OTLP/HTTP; the CLI in this process delegates its store commands to it."""
     steps = [s for cid in [NORMAL_ID, *HOSTILE_IDS.values()] for s in _steps(cid)]
-    with Collector(config, store=store) as c:
+    with Server(tmp_path_factory.mktemp("hostile") / "up") as server:
         response = httpx.post(
-            f"{c.http_endpoint}/v1/traces",
+            f"{server.endpoint}/v1/traces",
             content=body_of(spans.make(steps)),
             headers={"content-type": "application/x-protobuf"},
         )
         assert response.status_code == 200, response.text
-        assert c.writer is not None and c.writer.flush(20)
-        assert c.ingest is not None and c.ingest.stats.rejected.get("traces", 0) == 0
-    return len(steps)
+        status = server.wait_drained()
+        assert status["ingest"]["accepted"]["traces"] == len(steps)
+        assert status["ingest"]["rejected"].get("traces", 0) == 0
+        yield server, len(steps)
+
+
+@pytest.fixture
+def delegating_cli(hostile_up: tuple[Server, int], monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """A CLI runner whose store commands go to the running ``revtrace up``."""
+    for name in ("REVTRACE_CLICKHOUSE_URL", "REVTRACE_DATABASE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("REVTRACE_DATA_DIR", str(hostile_up[0].data_dir))
+    return CliRunner()
+
+
+def _table_rows(output: str, table: str) -> int:
+    for line in output.splitlines():
+        parts = line.split()
+        if parts and parts[0] == table:
+            return int(parts[1])
+    raise AssertionError(f"{table} not in:\n{output}")
 
 
 def test_hostile_correlation_ids_through_revtrace_trace(
-    cli_store: CliStore, tmp_path: Path, figures: Figures
+    hostile_up: tuple[Server, int], delegating_cli: CliRunner, figures: Figures
 ) -> None:
     """Fourteen hostile correlation ids are stored (two spans each) beside a normal
-    transaction. ``revtrace trace <id>`` (table and JSON; CSV and HTML too for the
-    ids that could break them) finds exactly
-    that transaction for each — never another, never nothing — and escapes it in
-    HTML; five ids that match nothing (``%``, ``*``, ``' OR ''='``, a million
-    characters, a zero-width space) get exit 1 and a clear message. Afterwards the
-    tables hold exactly what was sent."""
-    sent = _store_through_a_collector(cli_store.open(), tmp_path)
-    runner = CliRunner()
+    transaction in a running ``revtrace up``. ``revtrace trace <id>`` (its request
+    goes to ``up`` as JSON over the admin API) in table and JSON — and in CSV and
+    HTML for the ids that could break them — finds exactly that transaction for
+    each, never another, never nothing, and escapes it in HTML; five ids that
+    match nothing (``%``, ``*``, ``' OR ''='``, a million characters, a zero-width
+    space) get exit 1 and a clear message. Afterwards the tables hold exactly what
+    was sent."""
+    _, sent = hostile_up
+    runner = delegating_cli
     for name, cid in HOSTILE_IDS.items():
         # Every id as a table and JSON; the ids that could break a format, in all four.
         for fmt in FORMATS if name in RENDER_BREAKERS else ("table", "json"):
             result = runner.invoke(cli, ["trace", cid, "--format", fmt])
             figures.add("lookups")
-            assert result.exception is None or isinstance(result.exception, SystemExit), (
-                name,
-                fmt,
-                result.output,
-            )
+            assert result.exception is None or isinstance(result.exception, SystemExit), (name, result.output)
             assert result.exit_code == 0, (name, fmt, result.output[-2000:])
+            assert "via the running revtrace up" in result.stderr
             if fmt == "json":
                 document = json.loads(result.stdout)
                 assert document["correlation_id"] == cid, name
@@ -121,27 +137,21 @@ def test_hostile_correlation_ids_through_revtrace_trace(
         result = runner.invoke(cli, ["trace", cid, "--format", "json"])
         figures.add("lookups")
         assert result.exit_code == 1, (name, result.output[-500:])
-        assert "no transaction with correlation id" in result.output, name
-    store = cli_store.open()
-    counts = store.query("SELECT count(), uniqExact(CorrelationId) FROM revtrace_spans").rows[0]
-    figures.update(
-        ids_stored=len(HOSTILE_IDS) + 1, spans_sent=sent, spans_stored=int(counts[0]), wrong_matches=0
-    )
-    assert tuple(counts) == (sent, len(HOSTILE_IDS) + 1)
-    assert store.query("SELECT count() FROM otel_traces").scalar() == sent
+        assert "no transaction with correlation id" in result.stdout, name
+    status = runner.invoke(cli, ["db", "status"])
+    assert status.exit_code == 0, status.output
+    stored = _table_rows(status.stdout, "revtrace_spans")
+    figures.update(ids_stored=len(HOSTILE_IDS) + 1, spans_sent=sent, spans_stored=stored, wrong_matches=0)
+    assert stored == _table_rows(status.stdout, "otel_traces") == sent
 
 
-def test_sla_check_with_hostile_ids_in_the_store(
-    cli_store: CliStore, tmp_path: Path, figures: Figures
-) -> None:
+def test_sla_check_with_hostile_ids_in_the_store(delegating_cli: CliRunner, figures: Figures) -> None:
     """``revtrace sla check`` judges a store full of hostile correlation ids: every
     failed one is reported under its own id, the output is valid JSON, and a
-    hostile ``--at`` gets a clear error instead of a traceback."""
-    _store_through_a_collector(cli_store.open(), tmp_path)
-    runner = CliRunner()
+    hostile ``--at`` gets a clear error (exit 2) instead of a traceback."""
+    runner = delegating_cli
     result = runner.invoke(cli, ["sla", "check", "--format", "json"])
     assert result.exit_code in (0, 1), result.output[-2000:]
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output[-2000:]
     document = json.loads(result.stdout)
     text = json.dumps(document, ensure_ascii=False)
     reported = [cid for cid in HOSTILE_IDS.values() if json.dumps(cid, ensure_ascii=False)[1:-1] in text]
@@ -150,8 +160,8 @@ def test_sla_check_with_hostile_ids_in_the_store(
     for bad_at in ("' OR 1=1 --", "9999-99-99T99:99:99Z", "x" * 10_000, "\x00"):
         result = runner.invoke(cli, ["sla", "check", "--at", bad_at])
         figures.add("bad --at values")
-        assert result.exit_code != 0
-        assert result.exception is None or isinstance(result.exception, SystemExit), result.output[-2000:]
+        assert result.exit_code == 2, result.output[-2000:]
+        assert "--at: expected an RFC 3339 time" in result.stdout
         assert "Traceback" not in result.output
 
 

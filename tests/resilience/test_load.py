@@ -148,11 +148,11 @@ def _quarter_end(tmp_path: Path, figures: Figures, normal: float, burst_s: float
 
 
 def test_quarter_end_burst_is_stored_exactly_once(tmp_path: Path, figures: Figures) -> None:
-    """Quarter-end billing run, short: 100 spans/s, then 10x (1,000 spans/s) for 20 s,
+    """Quarter-end billing run, short: 100 spans/s, then 10x (1,000 spans/s) for 15 s,
     then 100 spans/s again, from four adapter processes into ``revtrace up``
     (collector, evaluator and dashboard running). Nothing refused, every span
     stored exactly once, none dropped, RSS under 1 GiB."""
-    _quarter_end(tmp_path, figures, normal=100, burst_s=20, calm_s=5)
+    _quarter_end(tmp_path, figures, normal=100, burst_s=15, calm_s=4)
 
 
 @pytest.mark.soak

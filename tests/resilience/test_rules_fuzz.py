@@ -24,7 +24,7 @@ from tests.resilience.conftest import Figures
 PACK_TEXT = resources.files("sla_rules.packs").joinpath("quote_to_cash.yaml").read_text(encoding="utf-8")
 PACK: dict[str, Any] = yaml.safe_load(PACK_TEXT)
 FUZZ = settings(
-    max_examples=250,
+    max_examples=150,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
