@@ -90,6 +90,11 @@ def test_every_role_as_its_own_process_over_http(server: ChdbHttpServer, tmp_pat
     migrated = run_cli(["db", "migrate"], env)
     assert migrated.returncode == 0, migrated.stderr
     assert "applied" in migrated.stdout
+    # The evaluator's compose healthcheck, as written, passes against the migrated store.
+    healthcheck = compose_service("evaluator")["healthcheck"]["test"]
+    assert healthcheck[:2] == ["CMD", "revtrace"]
+    healthy = run_cli(healthcheck[2:], env)
+    assert healthy.returncode == 0, healthy.stdout + healthy.stderr
 
     # The three long-running roles start together (each migrates on start: a no-op now).
     port, dashboard_port = free_port(), free_port()
