@@ -176,6 +176,12 @@ def test_every_role_as_its_own_process_over_http(server: ChdbHttpServer, tmp_pat
         assert verdicts["q2c-stuck"] in {"failed", "held", "stuck"}
 
         assert dashboard.wait_http(f"http://127.0.0.1:{dashboard_port}/_stcore/health").text == "ok"
+        # The compose healthchecks, as written (ports moved to this test's), pass against the live roles.
+        for name, default, actual in (("collector", 4318, port), ("dashboard", 8501, dashboard_port)):
+            probe = compose_service(name)["healthcheck"]["test"]
+            assert probe[:2] == ["CMD", "python"]
+            argv = [sys.executable, *(p.replace(f":{default}/", f":{actual}/") for p in probe[2:])]
+            assert subprocess.run(argv, capture_output=True, timeout=30, check=False).returncode == 0, name
 
         out, err = trace.communicate(timeout=120)
         assert trace.returncode == 0, err
