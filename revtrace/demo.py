@@ -70,9 +70,6 @@ def run_demo(
     sidecar = Sidecar(config, roles=roles)
     stop = stop_event or threading.Event()
     previous: dict[signal.Signals, Any] = {}
-    if threading.current_thread() is threading.main_thread():
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            previous[sig] = signal.signal(sig, lambda *_: stop.set())
     workload = None
     try:
         sidecar.start()
@@ -86,9 +83,15 @@ def run_demo(
                 ground_truth_path=ground_truth,
                 duration_s=options.duration_s,
                 metrics_interval_s=5.0,
+                # Ctrl-C on an interactive demo should not wait long for stragglers.
+                drain_timeout_s=30.0 if options.duration_s is not None else 5.0,
             )
         )
         workload.start()
+        # After every role started: Streamlit installs its own handlers on start-up.
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                previous[sig] = signal.signal(sig, lambda *_: stop.set())
         # The dashboard's workbench replays through the engine's API.
         os.environ["REVTRACE_REPLAY_URL"] = workload.engine_url
         os.environ["REVTRACE_REPLAY_TOKEN"] = workload.replay_token

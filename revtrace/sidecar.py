@@ -12,7 +12,7 @@ import logging
 import signal
 import threading
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from collector.service import Collector, CollectorConfig
 from collector.store import Store, open_store
@@ -88,9 +88,11 @@ class Sidecar:
             log.info("received %s; shutting down", signal.Signals(signum).name)
             done.set()
 
-        previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous: dict[signal.Signals, Any] = {}
         try:
             self.start()
+            # After the roles started: Streamlit installs its own handlers on start-up.
+            previous = {sig: signal.signal(sig, _handler) for sig in (signal.SIGINT, signal.SIGTERM)}
             if on_ready is not None:
                 on_ready()
             while not done.wait(0.5):
