@@ -295,11 +295,9 @@ class Evaluator:
                 use_open=use_open,
                 extra=extra,
             ) as scan:
+                clean = scan.count_clean()
                 if write:
                     scan.write_clean(time.time())
-                    clean = 0
-                else:
-                    clean = scan.count_clean()
                 facts = scan.fetch_dirty()
         except StoreError as exc:
             raise EvaluationError(f"transactions pass: {exc}", retryable=exc.retryable) from exc
