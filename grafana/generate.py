@@ -403,7 +403,7 @@ FROM ({_pair_base(*PAYMENT)})""",
             f"""
 SELECT countIf(NOT has_to AND t_from < now64(9) - toIntervalSecond(${{invoice_sla_s}})) AS waiting
 FROM ({_pair_base(*INVOICE)})""",
-            width=4,
+            width=3,
             height=5,
             description="Created in billing, not posted to ERP, older than the invoice-posting SLA: stuck "
             "between billing and ERP.",
@@ -426,12 +426,27 @@ FROM (
     )
     GROUP BY CorrelationId
 )""",
-            width=4,
+            width=3,
             height=5,
             unit="percent",
             decimals=2,
             description="One idempotency key that produced two objects (a retry created a second customer), "
             "or a span categorized duplicate.",
+        ),
+        Panel(
+            "Reconciliation exceptions",
+            "stat",
+            f"""
+SELECT count() AS exceptions
+FROM revtrace_recon_items
+WHERE RunId IN (
+    SELECT argMax(RunId, StartedAt) FROM revtrace_recon_runs WHERE $__timeFilter(StartedAt) GROUP BY Rule
+)
+  AND Status != {OK} AND {ENTITY_FILTER}""",
+            width=3,
+            height=5,
+            description="Items that differ between systems (counts, amounts, statuses) in each reconciliation "
+            "rule's latest run in the window.",
         ),
         Panel(
             "Mean time to resolve",
@@ -440,7 +455,7 @@ FROM (
 SELECT avg(dateDiff('second', StartsAt, assumeNotNull(EndsAt))) AS mttr
 FROM revtrace_alerts FINAL
 WHERE Status = 'resolved' AND EndsAt IS NOT NULL AND $__timeFilter(EndsAt)""",
-            width=4,
+            width=3,
             height=5,
             unit="s",
             description="Alerts resolved in the window, from firing to resolved.",
@@ -561,6 +576,21 @@ LIMIT 100""",
             width=12,
             height=9,
             link_field="correlation_id",
+        ),
+        Panel(
+            "SLOs as the evaluator measures them (value vs objective)",
+            "table",
+            f"""
+SELECT Rule AS rule, Measure AS measure, LegalEntity AS legal_entity,
+       argMax(Value, Time) AS value, argMax(Objective, Time) AS objective, argMax(Unit, Time) AS unit,
+       argMax(Breached, Time) AS breached, max(Time) AS measured_at
+FROM revtrace_sla_points
+WHERE $__timeFilter(Time) AND {ENTITY_FILTER}
+GROUP BY rule, measure, legal_entity
+ORDER BY breached DESC, rule, measure, legal_entity
+LIMIT 300""",
+            width=24,
+            height=8,
         ),
     ),
 )

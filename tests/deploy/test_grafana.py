@@ -227,6 +227,10 @@ def test_sync_engine_panels_read_the_engines_metrics(filled: tuple[Store, float]
 def test_alert_panels_show_the_evaluators_verdicts(filled: tuple[Store, float]) -> None:
     store, now = filled
     ctx = _context(store, now, "all")
+    slos = _run(
+        store, _panel("revtrace-latency", "SLOs as the evaluator measures them (value vs objective)").sql, ctx
+    )
+    assert slos and {"rule", "value", "objective", "breached"} <= set(slos[0])
     verdicts = _run(
         store, _panel("revtrace-alerts", "Failing transactions (the evaluator's verdicts)").sql, ctx
     )
