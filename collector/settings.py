@@ -21,6 +21,7 @@ __all__ = [
     "env_float",
     "env_int",
     "env_str",
+    "register",
 ]
 
 
@@ -81,6 +82,13 @@ ENV: Final[dict[str, Setting]] = {
         ),
     )
 }
+
+
+def register(*settings: Setting) -> None:
+    """Add a component's own settings (dashboard, evaluator) to the one table
+    ``revtrace config`` and ``docs/configuration.md`` list."""
+    for setting in settings:
+        ENV.setdefault(setting.name, setting)
 
 
 def env_str(name: str) -> str:

@@ -9,12 +9,11 @@ Secrets (passwords, tokens, keys) only ever come from the environment.
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from collector import settings as _collector_settings
+from collector.settings import Setting, env_float, env_int, env_str, register
 
 __all__ = [
     "ENV",
@@ -29,15 +28,6 @@ __all__ = [
 LOOPBACK_HOSTS: Final = frozenset({"127.0.0.1", "localhost", "::1"})
 """Bind addresses that only this machine can reach: the only ones on which the
 dashboard may run open (without sign-in)."""
-
-
-@dataclass(frozen=True)
-class Setting:
-    """One environment variable: its name, default (as text) and meaning."""
-
-    name: str
-    default: str
-    help: str
 
 
 ENV: Final[dict[str, Setting]] = {
@@ -123,29 +113,7 @@ ENV: Final[dict[str, Setting]] = {
 }
 
 
-def env_str(name: str) -> str:
-    """The variable's value, or its documented default (dashboard or collector table)."""
-    if name in ENV:
-        return os.environ.get(name, ENV[name].default)
-    return _collector_settings.env_str(name)
-
-
-def env_int(name: str) -> int:
-    """The variable as an integer; a clear error naming it when it is not one."""
-    raw = env_str(name)
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer, got {raw!r}") from None
-
-
-def env_float(name: str) -> float:
-    """The variable as a number; a clear error naming it when it is not one."""
-    raw = env_str(name)
-    try:
-        return float(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be a number, got {raw!r}") from None
+register(*ENV.values())
 
 
 def users_file() -> Path:

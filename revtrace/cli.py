@@ -359,6 +359,9 @@ def users_add(name: str, role: str, password_stdin: bool, replace: bool) -> None
 @cli.command("config")
 def config_cmd() -> None:
     """List the environment variables revtrace reads, with their defaults."""
+    import dashboard.settings  # noqa: F401 - registers the dashboard's settings
+    import sla_rules  # noqa: F401 - registers the evaluator's settings
+
     for s in settings.ENV.values():
         click.echo(f"{s.name}={s.default!r}\n    {s.help}")
 
