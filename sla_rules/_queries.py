@@ -201,6 +201,7 @@ def plan_facts(rules: Sequence[Rule]) -> FactsPlan:
     """Build the facts query's columns and dirty condition for ``rules``."""
     plan = FactsPlan()
     plan.conditions.append(_fragment("cond_not_ok"))
+    object_dup_stages: list[str] = []
     for k, rule in enumerate(rules):
         if isinstance(rule, CompletenessRule | LatencyRule):
             if isinstance(rule, CompletenessRule):
@@ -214,6 +215,8 @@ def plan_facts(rules: Sequence[Rule]) -> FactsPlan:
             plan.conditions.append(_fragment("cond_expectation", i=k, a=a, b=b))
             plan.params[f"proc_{k}"] = rule.process
             plan.params[f"limit_{k}"] = int(limit * 1000)
+        elif isinstance(rule, DuplicateRule) and rule.key == "object":
+            object_dup_stages.extend(s for s in rule.stages if s not in object_dup_stages)
         elif isinstance(rule, DuplicateRule):
             for j, stage in enumerate(rule.stages):
                 i = k * 100 + j
@@ -227,6 +230,10 @@ def plan_facts(rules: Sequence[Rule]) -> FactsPlan:
             a, b = plan.amount(rule.match_from), plan.amount(rule.match_to)
             plan.conditions.append(_fragment("cond_amount", i=k, a=a, b=b))
             plan.params[f"tol_{k}"] = float(rule.tolerance)
+    if object_dup_stages:
+        plan.params["dup_stages"] = object_dup_stages
+        plan.columns.append(_fragment("col_dup_objects"))
+        plan.conditions.append(_fragment("cond_dup_objects"))
     return plan
 
 
