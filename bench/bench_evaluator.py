@@ -15,6 +15,7 @@ allows one data directory per process). ``--quick`` uses 1/20 of the size.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import statistics
 import subprocess
@@ -123,7 +124,12 @@ def _child(transactions: int, out: Path) -> None:
     full_scan()  # warm the page cache like the evaluator's first query does
     scans = [full_scan() for _ in range(3)]
 
-    evaluator = Evaluator(store, builtin_pack(), clock=lambda: now)
+    pack = builtin_pack()
+    # The bulk load lands right before the first cycle; with the pack's 30 s
+    # re-read margin the incremental tick would re-read all of it, which a
+    # steady ingest never does. One second covers this single writer.
+    pack = dataclasses.replace(pack, evaluator=dataclasses.replace(pack.evaluator, lateness=1.0))
+    evaluator = Evaluator(store, pack, clock=lambda: now)
     t0 = time.perf_counter()
     result = evaluator.cycle(now)
     cycle = time.perf_counter() - t0
