@@ -236,6 +236,9 @@ def test_mounted_files_exist_and_exactly_one_evaluator_runs(name: str) -> None:
                 assert (REPO / source).exists(), f"{service_name}: {source}"
     evaluators = [s for s in _services(name).values() if "evaluator" in s.get("command", [])]
     assert len(evaluators) == 1 and evaluators[0]["deploy"]["replicas"] == 1
+    # A collector flushes its spool for up to 30 s on SIGTERM: compose must wait longer than that.
+    for service in (s for s in _services(name).values() if "collector" in s.get("command", [])):
+        assert int(str(service["stop_grace_period"]).rstrip("s")) > 30
 
 
 def test_the_cluster_is_two_shards_of_two_replicas_with_three_keepers() -> None:
