@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 import re
 import time
 from dataclasses import dataclass, field, replace
@@ -89,7 +88,9 @@ class MigrationError(StoreError):
 
 
 def _cluster_from_env() -> str:
-    return os.environ.get(CLUSTER_ENV, "").strip()
+    from collector.settings import env_str
+
+    return env_str(CLUSTER_ENV).strip()
 
 
 @dataclass(frozen=True)

@@ -46,6 +46,12 @@ ENV: Final[dict[str, Setting]] = {
         Setting(
             "REVTRACE_CLICKHOUSE_PASSWORD", "", "Password for the ClickHouse server (overrides the URL's)."
         ),
+        Setting(
+            "REVTRACE_CLICKHOUSE_CLUSTER",
+            "",
+            "ClickHouse cluster (remote_servers name) to create the schema on: Replicated tables "
+            "plus Distributed ones, ON CLUSTER. Empty: a single node.",
+        ),
         Setting("REVTRACE_DATA_DIR", ".revtrace", "Local state: embedded store, spool, run files."),
         Setting("REVTRACE_DATABASE", "revtrace", "ClickHouse database holding every revtrace table."),
         Setting("REVTRACE_TTL_DAYS", "30", "Retention of spans and metrics in days (0 keeps forever)."),

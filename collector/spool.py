@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
-__all__ = ["Record", "Spool", "SpoolFullError", "decode_payload", "encode_payload"]
+__all__ = ["Record", "Spool", "SpoolFullError", "SpoolLockedError", "decode_payload", "encode_payload"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,10 @@ SEGMENT_BYTES: Final = 64 * 1024 * 1024
 
 class SpoolFullError(OSError):
     """The spool cannot take more now (backlog over its limit, or the disk is full)."""
+
+
+class SpoolLockedError(OSError):
+    """Another process holds the spool directory."""
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,7 @@ class Spool:
         # instead of waiting to reach ``segment_bytes``.
         self.recycle_bytes = recycle_bytes
         directory.mkdir(parents=True, exist_ok=True)
+        self._dir_lock = _lock_directory(directory)
         self._lock = threading.Lock()
         self._appended = threading.Condition(self._lock)
         state = self._load_state()
@@ -291,12 +296,36 @@ class Spool:
                     self._segment_path(old).unlink()
 
     def close(self) -> None:
-        """Close the open segment."""
+        """Close the open segment and release the directory."""
         with self._lock:
             with contextlib.suppress(OSError):
                 self._file.flush()
                 os.fsync(self._file.fileno())
             self._file.close()
+            self._dir_lock.close()
+
+
+def _lock_directory(directory: Path) -> Any:
+    """One spool per directory: two writers appending to the same segments
+    would interleave records and both advance the committed position."""
+    import fcntl
+
+    handle = open(directory / ".lock", "a+")  # noqa: SIM115 - held until close()
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        holder = handle.read().strip() or "unknown"
+        handle.close()
+        raise SpoolLockedError(
+            f"the spool directory {directory} is in use by another collector (pid {holder}); "
+            "give every collector its own REVTRACE_DATA_DIR"
+        ) from None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def _segment_name(start: int) -> str:

@@ -196,7 +196,13 @@ class Store:
         # every client of this store uses it.
         bootstrap = self._new_client(database=None)
         try:
-            bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {_ident(self.database)}")
+            # Look first: a read-only user (dashboards, Grafana) may not create.
+            exists = bootstrap.query(
+                "SELECT count() FROM system.databases WHERE name = {d:String}",
+                parameters={"d": self.database},
+            ).result_rows[0][0]
+            if not exists:
+                bootstrap.command(f"CREATE DATABASE IF NOT EXISTS {_ident(self.database)}")
         except Exception as exc:
             raise _wrap(exc, f"creating database {self.database!r}") from exc
         finally:
@@ -220,18 +226,15 @@ class Store:
                     database=database,
                     settings=dict(_SESSION_SETTINGS),
                 )
-            return clickhouse_connect.get_client(
-                host=cfg.host,
-                port=cfg.port,
-                interface="https" if cfg.secure else "http",
-                username=cfg.username,
-                password=cfg.password,
-                database=database or "default",
-                settings=dict(_SESSION_SETTINGS),
-                connect_timeout=5,
-                send_receive_timeout=300,
-                autogenerate_session_id=False,
-            )
+            try:
+                return self._server_client(database, dict(_SESSION_SETTINGS))
+            except Exception as exc:
+                if "READONLY" not in str(exc) and "readonly" not in str(exc):
+                    raise
+                # A readonly=1 user may not change settings; it reads in the
+                # server's time zone (set the server to UTC, as revtrace expects).
+                log.warning("user %s is read-only; session settings not applied", cfg.username)
+                return self._server_client(database, {})
         except ProgrammingError as exc:
             if cfg.kind == "embedded":
                 raise StoreLockedError(
@@ -246,6 +249,23 @@ class Store:
                     f"{cfg.describe()} is in use by another process (is `revtrace up` running?): {message}"
                 ) from exc
             raise _wrap(exc, f"connecting to {cfg.describe()}") from exc
+
+    def _server_client(self, database: str | None, settings: dict[str, Any]) -> Any:
+        import clickhouse_connect
+
+        cfg = self.config
+        return clickhouse_connect.get_client(
+            host=cfg.host,
+            port=cfg.port,
+            interface="https" if cfg.secure else "http",
+            username=cfg.username,
+            password=cfg.password,
+            database=database or "default",
+            settings=settings,
+            connect_timeout=5,
+            send_receive_timeout=300,
+            autogenerate_session_id=False,
+        )
 
     def client(self) -> Any:
         """This thread's clickhouse-connect client (created on first use)."""

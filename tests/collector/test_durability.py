@@ -241,3 +241,24 @@ def test_full_spool_answers_503_with_retry_after(store: Store, tmp_path: Path) -
         finally:
             store.command("ATTACH TABLE otel_traces")
         assert wait_for_count(store, "SELECT count() FROM otel_traces", accepted * 10) == accepted * 10
+
+
+def test_one_spool_per_directory(tmp_path: Path) -> None:
+
+    first = Spool(tmp_path / "spool", max_backlog_bytes=1 << 20)
+    script = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from collector.spool import Spool, SpoolLockedError\n"
+        "try:\n"
+        "    Spool(Path(sys.argv[1]), max_backlog_bytes=1)\n"
+        "except SpoolLockedError as exc:\n"
+        "    print(exc)\n"
+    )
+    other = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "spool")], capture_output=True, text=True
+    )
+    assert "in use by another collector" in other.stdout, other.stderr
+    first.close()
+    again = Spool(tmp_path / "spool", max_backlog_bytes=1 << 20)  # released on close
+    again.close()
