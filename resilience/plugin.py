@@ -39,8 +39,9 @@ class Recorder:
 
     @pytest.hookimpl(trylast=True)
     def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
-        for item in items:
+        for index, item in enumerate(items):
             entry = self._entry(item.nodeid)
+            entry["index"] = index
             function = getattr(item, "function", None)
             entry["doc"] = _first_paragraph(getattr(function, "__doc__", None))
             module = getattr(item, "module", None)
