@@ -202,6 +202,7 @@ def test_admin_api_needs_its_own_token_from_loopback(secured: Server, figures: F
         "admin token, Basic scheme": {"authorization": f"Basic {admin_token}"},
     }.items():
         response = httpx.post(url, json=command, headers=headers)
+        figures.add("requests")
         figures.add("refused")
         assert response.status_code == 401, name
     ok = httpx.post(url, json=command, headers={"authorization": f"Bearer {admin_token}"})
@@ -210,6 +211,7 @@ def test_admin_api_needs_its_own_token_from_loopback(secured: Server, figures: F
         url, json={"command": "os.system", "args": {}}, headers={"authorization": f"Bearer {admin_token}"}
     )
     assert unknown.status_code == 400 and "unknown store command" in unknown.text
+    figures.add("requests", 2)
     figures["allowed"] = 1
 
 
@@ -390,7 +392,7 @@ def test_revtrace_audit_verify_detects_tampering(
     assert intact.exit_code == 0 and "intact: 4 entries" in intact.stdout, intact.output
     tamper(cli_store.open())
     result = runner.invoke(cli, ["audit", "verify"])
-    figures.update(entries=4, detected=int(result.exit_code == 1), broken_at=broken_at)
+    figures.update(tamperings=1, entries=4, detected=int(result.exit_code == 1), broken_at=broken_at)
     assert result.exit_code == 1, result.output
     assert f"BROKEN at entry {broken_at}" in result.stdout, result.stdout
 
@@ -406,5 +408,5 @@ def test_revtrace_audit_verify_detects_a_removed_tail(cli_store: CliStore, figur
     _chain(cli_store.open())
     _mutate(cli_store.open(), "ALTER TABLE revtrace_audit_log DELETE WHERE Seq >= 3")
     result = CliRunner().invoke(cli, ["audit", "verify"])
-    figures.update(entries=4, removed=2, detected=int(result.exit_code == 1))
+    figures.update(tamperings=1, entries=4, removed=2, detected=int(result.exit_code == 1))
     assert result.exit_code == 1, result.stdout

@@ -87,9 +87,10 @@ def _text(at: AppTest) -> str:
     return "\n".join(str(getattr(node, "proto", "")) for node in at._tree)
 
 
-def _open(view: str, **params: str) -> AppTest:
-    at = AppTest.from_file(str(APP), default_timeout=60).run()
+def _reopen(at: AppTest, view: str, **params: str) -> AppTest:
+    """The same session on ``view`` with exactly these URL parameters."""
     at.switch_page(f"views/{view}.py")
+    at.query_params.clear()
     for name, value in params.items():
         at.query_params[name] = value
     return at.run()
@@ -119,7 +120,7 @@ def test_hostile_url_filters_on_every_page(dashboard_store: Store, figures: Figu
     # The trace page itself, with only the correlation id set. (Its search box trims
     # surrounding whitespace, so an id ending in a line break is not found there.)
     for name, value in HOSTILE_IDS.items():
-        page = _open("trace", correlation_id=value)
+        page = _reopen(at, "trace", correlation_id=value)
         shown = _text(page)
         assert not page.exception, name
         found = "erp.invoice.post" in shown and "billing.invoice.create" in shown
@@ -127,7 +128,7 @@ def test_hostile_url_filters_on_every_page(dashboard_store: Store, figures: Figu
         assert CANARY_TX not in shown  # never another transaction
         figures.add("trace lookups")
     for name, value in MISSING_IDS.items():
-        page = _open("trace", correlation_id=value)
+        page = _reopen(at, "trace", correlation_id=value)
         assert not page.exception, name
         assert "erp.invoice.post" not in _text(page), name
     figures.update(pages=len(VIEWS), values=len(values), filters=len(URL_FILTERS), exceptions=0)

@@ -36,6 +36,11 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 
 
 def test_spool_disk_full_answers_503_then_recovers(store: Store, tiny_disk: Path, figures: Figures) -> None:
+    """The spool on a 1 MiB tmpfs while the store takes nothing: requests are
+    acknowledged until the disk is full, then answered 503 + Retry-After with the
+    cause; the process stays healthy, the backlog drains once the store is back,
+    the segment is recycled, ingest resumes, and every acknowledged span is stored
+    exactly once."""
     config = CollectorConfig(
         http_port=0,
         grpc_port=-1,

@@ -46,6 +46,7 @@ def _convert(figures: Figures, body: bytes, content_type: str, signal: str = "tr
 @FUZZ
 @given(st.binary(max_size=2048))
 def test_random_bytes_as_protobuf(figures: Figures, body: bytes) -> None:
+    """Random bytes as OTLP protobuf traces and metrics."""
     _convert(figures, body, "application/x-protobuf")
     _convert(figures, body, "application/x-protobuf", "metrics")
 
@@ -53,6 +54,7 @@ def test_random_bytes_as_protobuf(figures: Figures, body: bytes) -> None:
 @FUZZ
 @given(st.lists(st.tuples(st.integers(0, len(SEED_BODY) - 1), st.integers(0, 255)), min_size=1, max_size=8))
 def test_mutated_valid_protobuf(figures: Figures, flips: list[tuple[int, int]]) -> None:
+    """A valid request of three business spans with up to eight bytes changed."""
     body = bytearray(SEED_BODY)
     for position, value in flips:
         body[position] = value
@@ -62,6 +64,7 @@ def test_mutated_valid_protobuf(figures: Figures, flips: list[tuple[int, int]]) 
 @FUZZ
 @given(st.integers(0, len(SEED_BODY)))
 def test_truncated_valid_protobuf(figures: Figures, cut: int) -> None:
+    """A valid request cut at every possible length."""
     _convert(figures, SEED_BODY[:cut], "application/x-protobuf")
 
 
@@ -148,17 +151,20 @@ def _otlp_like() -> st.SearchStrategy[dict[str, Any]]:
 @FUZZ
 @given(_otlp_like())
 def test_otlp_shaped_json(figures: Figures, document: dict[str, Any]) -> None:
+    """OTLP/JSON-shaped documents with random ids, kinds, times, attributes, events and links."""
     _convert(figures, json.dumps(document).encode(), "application/json")
 
 
 @FUZZ
 @given(_json_values)
 def test_any_json(figures: Figures, document: Any) -> None:
+    """Any JSON value as traces and metrics."""
     _convert(figures, json.dumps(document).encode(), "application/json")
     _convert(figures, json.dumps(document).encode(), "application/json", "metrics")
 
 
 def test_a_fuzzed_rejection_names_the_problem() -> None:
+    """A rejection found by fuzzing says what is wrong (malformed protobuf)."""
     try:
         convert_request(
             "traces", b"\x0a\x05\x0a\x03\xff\xfe", None, "application/x-protobuf", 1 << 20, LIMITS
