@@ -7,15 +7,22 @@ directory; each test gets its own database in it, migrated with the real schema.
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from collector.migrations import RenderOptions, migrate
 from collector.service import Collector, CollectorConfig
 from collector.store import Store, open_store
+
+# CI runs the property tests derandomized: the same examples every run, so a
+# landing never depends on the luck of the draw. Locally every run explores anew.
+hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(scope="session")
