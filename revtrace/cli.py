@@ -136,7 +136,7 @@ def demo(
     import json
 
     from collector.service import CollectorConfig
-    from revtrace.demo import DemoOptions, run_demo
+    from revtrace.demo import DEMO_DASHBOARD_QUERY, DemoOptions, run_demo
 
     config = CollectorConfig.from_env(host=host, http_port=http_port, grpc_port=grpc_port)
     options = DemoOptions(rate_per_s=rate, profile=profile, seed=seed, duration_s=duration, headless=headless)
@@ -147,7 +147,10 @@ def demo(
             f"revtrace demo: OTLP/HTTP {c.http_endpoint}  OTLP/gRPC {config.host}:{c.grpc_port}", err=True
         )
         for role in sidecar.roles:
-            click.echo(f"{role.name}: {getattr(role, 'url', '')}", err=True)
+            url = getattr(role, "url", "")
+            if role.name == "dashboard":
+                url = f"{url.rstrip('/')}/{DEMO_DASHBOARD_QUERY}"
+            click.echo(f"{role.name}: {url}", err=True)
         click.echo(f"sync engine: {workload.engine_url} (profile {profile}, {rate:g} scenarios/s)", err=True)
         if duration is None:
             click.echo("Open the dashboard; Ctrl-C stops.", err=True)

@@ -21,13 +21,21 @@ from typing import Any
 from collector.service import CollectorConfig
 from revtrace.sidecar import RoleFactory, Sidecar
 
-__all__ = ["DemoOptions", "DemoRun", "run_demo"]
+__all__ = ["DEMO_DASHBOARD_QUERY", "DemoOptions", "DemoRun", "run_demo"]
 
 log = logging.getLogger(__name__)
 
 # The demo evaluates with thresholds compressed to seconds (the sync engine's
-# demo profile), unless the user points REVTRACE_RULES elsewhere.
+# demo profile), unless the user points REVTRACE_RULES elsewhere; the
+# dashboard's SLA cards follow the same objectives (sla_rules/packs/demo.yaml).
 DEMO_RULES = "builtin:demo"
+DEMO_DASHBOARD_SLAS = {
+    "REVTRACE_SLA_INVOICE_POSTING_S": "30",
+    "REVTRACE_SLA_PAYMENT_PROPAGATION_S": "30",
+    "REVTRACE_SLA_MTTR_S": "300",
+}
+DEMO_DASHBOARD_QUERY = "?range=15m"
+"""The dashboard link the demo prints: a range that fits minutes of traffic."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +72,8 @@ def run_demo(
     from sync_engine import Workload, WorkloadConfig
 
     os.environ.setdefault("REVTRACE_RULES", DEMO_RULES)
+    for name, value in DEMO_DASHBOARD_SLAS.items():
+        os.environ.setdefault(name, value)
     run_dir = config.data_dir / "demo"
     run_dir.mkdir(parents=True, exist_ok=True)
     ground_truth = run_dir / f"ground-truth-{time.strftime('%Y%m%dT%H%M%S')}.jsonl"
