@@ -1,10 +1,11 @@
 """What the dashboard measures: stage-to-stage SLAs, KPI objectives, canonical
 objects and the metric and alert names it reads. Plain data, no I/O.
 
-The stage names, systems, outcomes and categories come from :mod:`tracer.semconv`;
-the names defined here are the ones no shared module spells yet (the sync
-engine's metric names, the collector's own metric names and the evaluator's
-alert and transaction statuses). They are the contract with those parts.
+The stage names, systems, outcomes, categories, the sync engine's metric names
+and the statuses of the evaluator's tables (``TransactionStatus``,
+``AlertStatus``, ``ReconStatus``) come from :mod:`tracer.semconv`; the names
+defined here are the ones no shared module spells yet (the collector's own
+metric names). They are the contract with those parts.
 """
 
 from __future__ import annotations
@@ -14,7 +15,18 @@ from enum import StrEnum
 from typing import Final
 
 from dashboard import settings
-from tracer.semconv import FailureCategory, ObjectType, Stage, System
+from tracer.semconv import (
+    METRIC_SYNCENGINE_DLQ_SIZE,
+    METRIC_SYNCENGINE_INFLIGHT,
+    METRIC_SYNCENGINE_QUEUE_DEPTH,
+    METRIC_SYNCENGINE_RATELIMIT_WAITS,
+    METRIC_SYNCENGINE_RETRIES,
+    METRIC_SYNCENGINE_TRANSACTIONS,
+    FailureCategory,
+    ObjectType,
+    Stage,
+    System,
+)
 
 __all__ = [
     "ALERT_CATEGORIES",
@@ -25,13 +37,9 @@ __all__ = [
     "OBJECT_TYPES",
     "SYNC_COUNTERS",
     "SYNC_LEVELS",
-    "AlertStatus",
     "CollectorMetric",
     "Objective",
-    "ReconStatus",
     "StagePair",
-    "SyncMetric",
-    "TransactionStatus",
     "expected_systems",
     "objectives",
     "stage_pairs",
@@ -155,34 +163,7 @@ def expected_systems(object_type: str) -> tuple[str, ...]:
     return tuple(str(s) for s in _EXPECTED.get(object_type, ()))
 
 
-# --- the evaluator's contract tables ---------------------------------------------------
-
-
-class TransactionStatus(StrEnum):
-    """``revtrace_transactions.Status`` (written by the evaluator)."""
-
-    OK = "ok"
-    IN_PROGRESS = "in_progress"
-    FAILED = "failed"
-    STUCK = "stuck"
-    HELD = "held"
-
-
-class AlertStatus(StrEnum):
-    """``revtrace_alerts.Status`` (written by the evaluator)."""
-
-    FIRING = "firing"
-    RESOLVED = "resolved"
-    SUPPRESSED = "suppressed"
-
-
-class ReconStatus(StrEnum):
-    """``revtrace_recon_items.Status`` (written by the evaluator)."""
-
-    OK = "ok"
-    MISMATCH = "mismatch"
-    MISSING = "missing"
-
+# --- the evaluator's contract tables (their statuses: tracer.semconv) -------------------
 
 ALERT_LABEL_ENTITY: Final = "legal_entity"
 """The alert label holding the legal entity."""
@@ -207,21 +188,14 @@ ALERT_CATEGORIES: Final = (
 # --- metrics ----------------------------------------------------------------------------
 
 
-class SyncMetric(StrEnum):
-    """The sync engine's health metrics (OTLP metrics from the engine)."""
-
-    QUEUE_DEPTH = "syncengine.queue.depth"
-    INFLIGHT = "syncengine.inflight"
-    DLQ_SIZE = "syncengine.dlq.size"
-    BREAKER_STATE = "syncengine.breaker.state"
-    """0 closed, 1 half-open, 2 open; one series per ``biz.system``."""
-    RETRIES = "syncengine.retries"
-    TRANSACTIONS = "syncengine.transactions"
-    RATELIMIT_WAITS = "syncengine.ratelimit.waits"
-
-
-SYNC_LEVELS: Final = (SyncMetric.QUEUE_DEPTH, SyncMetric.INFLIGHT, SyncMetric.DLQ_SIZE)
-SYNC_COUNTERS: Final = (SyncMetric.RETRIES, SyncMetric.TRANSACTIONS, SyncMetric.RATELIMIT_WAITS)
+SYNC_LEVELS: Final = (METRIC_SYNCENGINE_QUEUE_DEPTH, METRIC_SYNCENGINE_INFLIGHT, METRIC_SYNCENGINE_DLQ_SIZE)
+"""The sync engine's gauges the Sync engine view charts as levels."""
+SYNC_COUNTERS: Final = (
+    METRIC_SYNCENGINE_RETRIES,
+    METRIC_SYNCENGINE_TRANSACTIONS,
+    METRIC_SYNCENGINE_RATELIMIT_WAITS,
+)
+"""The sync engine's counters the Sync engine view charts as increases."""
 BREAKER_STATES: Final = {0: "closed", 1: "half-open", 2: "open"}
 
 COLLECTOR_SERVICE: Final = "revtrace-collector"

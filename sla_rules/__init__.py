@@ -8,6 +8,9 @@ transaction, alerts that reach on-call, and reconciliation.
 - :class:`Evaluator` runs a rule set against a store, on demand or scheduled
   (APScheduler); :class:`EvaluatorRole` is its ``revtrace up`` role.
 - :func:`score` compares verdicts with the reference sync engine's ground truth.
+- :class:`TransactionStatus`, :class:`AlertStatus`, :class:`ReconStatus`: the
+  values of the ``Status`` columns the evaluator writes (defined in
+  :mod:`tracer.semconv`, where the dashboard reads them too).
 
 Exceptions: :class:`SlaError` ← :class:`RuleError`, :class:`EvaluationError`,
 :class:`DeliveryError` (see :mod:`sla_rules._errors`).
@@ -21,10 +24,12 @@ from sla_rules._model import Finding, SlaPoint, SpanSignal, TransactionFacts, Tr
 from sla_rules._scoring import Score, load_ground_truth, score
 from sla_rules._spec import RuleSet, builtin_pack, load_rules, parse_rules
 from sla_rules._windows import GOOGLE_SRE_WORKBOOK, BurnWindow
+from tracer.semconv import AlertStatus, ReconStatus, TransactionStatus
 
 __all__ = [
     "GOOGLE_SRE_WORKBOOK",
     "Alert",
+    "AlertStatus",
     "BurnWindow",
     "CycleResult",
     "DeliveryError",
@@ -32,6 +37,7 @@ __all__ = [
     "Evaluator",
     "EvaluatorRole",
     "Finding",
+    "ReconStatus",
     "RuleError",
     "RuleSet",
     "Score",
@@ -40,6 +46,7 @@ __all__ = [
     "SpanSignal",
     "TransactionFacts",
     "TransactionStats",
+    "TransactionStatus",
     "Verdict",
     "add_silence",
     "builtin_pack",

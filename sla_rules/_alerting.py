@@ -34,6 +34,7 @@ from collector.store import Store
 from sla_rules._model import Finding, TxStatus
 from sla_rules._queries import sql, to_db_time
 from sla_rules._spec import AlertingSpec, InhibitRule, Route, Rule
+from tracer.semconv import AlertStatus
 
 __all__ = [
     "TRANSACTIONS_SOURCE",
@@ -58,9 +59,9 @@ TRANSACTIONS_SOURCE: Final = "transactions"
 FAILED_ALERT: Final = "transaction-failed"
 """Alert name of failed transactions no rule decided (categorized from their spans)."""
 
-FIRING: Final = "firing"
-RESOLVED: Final = "resolved"
-SUPPRESSED: Final = "suppressed"
+FIRING: Final = AlertStatus.FIRING.value
+RESOLVED: Final = AlertStatus.RESOLVED.value
+SUPPRESSED: Final = AlertStatus.SUPPRESSED.value
 
 
 def fingerprint(labels: Mapping[str, str]) -> str:

@@ -47,9 +47,11 @@ from sla_rules._spec import (
     ReconciliationRule,
     Rule,
 )
-from tracer.semconv import FailureCategory, Outcome
+from tracer.semconv import FailureCategory, Outcome, ReconStatus
 
 __all__ = ["ReconItem", "classify", "evaluate", "format_seconds", "measure", "pending", "reconcile"]
+
+_MISSING: Final = ReconStatus.MISSING.value
 
 TRANSACTION_KINDS: Final = ("latency", "completeness", "duplicate", "ordering", "reconciliation")
 """Rule kinds that judge single transactions (besides any window statistics)."""
@@ -532,7 +534,7 @@ def reconcile(rule: ReconciliationRule, stats: ReconStats) -> list[ReconItem]:
         if len(systems) < len(rule.systems):
             items.append(
                 ReconItem(
-                    rule.name, period, object_type, entity, "snapshot", systems, (), 0.0, "missing", cids
+                    rule.name, period, object_type, entity, "snapshot", systems, (), 0.0, _MISSING, cids
                 )
             )
             continue
@@ -550,7 +552,7 @@ def reconcile(rule: ReconciliationRule, stats: ReconStats) -> list[ReconItem]:
                 measures.append((f"status:{name}", values, 0.0))
         for measure, values, tolerance in measures:
             diff = max(values) - min(values)
-            status = "ok" if diff <= tolerance + 1e-9 else "mismatch"
+            status = ReconStatus.OK.value if diff <= tolerance + 1e-9 else ReconStatus.MISMATCH.value
             items.append(
                 ReconItem(
                     rule.name, period, object_type, entity, measure, systems, values, diff, status, cids
@@ -562,7 +564,7 @@ def reconcile(rule: ReconciliationRule, stats: ReconStats) -> list[ReconItem]:
 def _recon_window(rule: ReconciliationRule, stats: ReconStats) -> list[Finding]:
     out: list[Finding] = []
     for item in reconcile(rule, stats):
-        if item.status != "mismatch":
+        if item.status != ReconStatus.MISMATCH:
             continue
         shown = ", ".join(f"{s}={v:g}" for s, v in zip(item.systems, item.values, strict=True))
         out.append(

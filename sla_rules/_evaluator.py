@@ -51,6 +51,7 @@ from sla_rules._spec import (
     builtin_pack,
     load_rules,
 )
+from tracer.semconv import ReconStatus
 
 __all__ = [
     "ENV_EXTERNAL_URL",
@@ -417,7 +418,7 @@ class Evaluator:
     def _record_reconciliation(self, rule: ReconciliationRule, stats: Any, now: float) -> str:
         items = reconcile(rule, stats)
         run_id = uuid.uuid4().hex
-        exceptions = sum(1 for i in items if i.status != "ok")
+        exceptions = sum(1 for i in items if i.status != ReconStatus.OK)
         periods = sorted({i.period for i in items})
         self.store.insert_rows(
             "revtrace_recon_runs",

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final
 
-from tracer.semconv import FailureCategory, Outcome
+from tracer.semconv import FailureCategory, Outcome, TransactionStatus
 
 __all__ = [
     "FAILED_OUTCOMES",
@@ -42,15 +42,16 @@ _EFFECT_OUTCOMES: Final = frozenset({Outcome.OK.value, ""})
 
 
 class TxStatus:
-    """Verdict statuses (the ``Status`` column of ``revtrace_transactions``)."""
+    """Verdict statuses (the ``Status`` column of ``revtrace_transactions``), as
+    plain strings: the values of :class:`tracer.semconv.TransactionStatus`."""
 
-    OK: Final = "ok"
-    IN_PROGRESS: Final = "in_progress"
-    FAILED: Final = "failed"
-    STUCK: Final = "stuck"
-    HELD: Final = "held"
-    ALL: Final = ("ok", "in_progress", "failed", "stuck", "held")
-    OPEN: Final = ("in_progress",)
+    OK: Final = TransactionStatus.OK.value
+    IN_PROGRESS: Final = TransactionStatus.IN_PROGRESS.value
+    FAILED: Final = TransactionStatus.FAILED.value
+    STUCK: Final = TransactionStatus.STUCK.value
+    HELD: Final = TransactionStatus.HELD.value
+    ALL: Final = tuple(s.value for s in TransactionStatus)
+    OPEN: Final = (IN_PROGRESS,)
     """Statuses that time alone can change (a deadline passes): re-evaluated every tick."""
 
 

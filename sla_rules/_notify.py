@@ -41,6 +41,7 @@ from sla_rules._spec import (
     WebhookConfig,
     resolve_env,
 )
+from tracer.semconv import AlertStatus
 
 if TYPE_CHECKING:
     from sla_rules._alerting import Alert
@@ -74,6 +75,8 @@ _COLUMNS: Final = (
     "SentAt",
     "UpdatedAt",
 )
+_FIRING: Final = AlertStatus.FIRING.value
+_RESOLVED: Final = AlertStatus.RESOLVED.value
 PENDING: Final = "pending"
 SENT: Final = "sent"
 FAILED: Final = "failed"
@@ -144,8 +147,8 @@ def queue_notification(
     spec_receiver = next((r for r in spec.receivers if r.name == receiver), None)
     if spec_receiver is None or not alerts:
         return []
-    firing = [a for a in alerts if a.status == "firing"]
-    status = "firing" if firing else "resolved"
+    firing = [a for a in alerts if a.status == _FIRING]
+    status = _FIRING if firing else _RESOLVED
     alert_docs = [_alert_json(a) for a in alerts]
     payload: dict[str, Any] = {
         "receiver": receiver,
@@ -159,7 +162,7 @@ def queue_notification(
     for integ in integrations(spec_receiver):
         if not _configured(integ, environ):
             continue
-        if status == "resolved" and not getattr(integ.config, "send_resolved", True):
+        if status == _RESOLVED and not getattr(integ.config, "send_resolved", True):
             continue
         ident = hashlib.sha256(f"{group}/{sequence}/{integ.name}".encode()).hexdigest()[:32]
         rows.append(
@@ -200,11 +203,11 @@ def _iso(seconds: float | None) -> str:
 
 def _alert_json(alert: Alert) -> dict[str, Any]:
     return {
-        "status": "resolved" if alert.status == "resolved" else "firing",
+        "status": _RESOLVED if alert.status == _RESOLVED else _FIRING,
         "labels": dict(alert.labels),
         "annotations": dict(alert.annotations),
         "startsAt": _iso(alert.starts_at),
-        "endsAt": _iso(alert.ends_at) if alert.status == "resolved" else "0001-01-01T00:00:00Z",
+        "endsAt": _iso(alert.ends_at) if alert.status == _RESOLVED else "0001-01-01T00:00:00Z",
         "fingerprint": alert.fingerprint,
         "value": alert.value,
         "correlationIds": list(alert.correlation_ids[:20]),
@@ -264,7 +267,7 @@ def _link(external_url: str, alert: Mapping[str, Any]) -> str:
 
 def _title(payload: Mapping[str, Any]) -> str:
     alerts = payload["alerts"]
-    firing = sum(1 for a in alerts if a["status"] == "firing")
+    firing = sum(1 for a in alerts if a["status"] == _FIRING)
     common = _common([a["labels"] for a in alerts])
     name = common.get("alertname", "revtrace")
     what = f"[{payload['status'].upper()}:{firing}]" if firing else "[RESOLVED]"
@@ -334,7 +337,7 @@ def send(
         body = render_alertmanager(payload, external_url, config.max_alerts)
         _post(_secret(config.url, environ), body, timeout)
     elif isinstance(config, SlackConfig):
-        color = "#2eb886" if payload["status"] == "resolved" else "#d00000"
+        color = "#2eb886" if payload["status"] == _RESOLVED else "#d00000"
         slack: dict[str, Any] = {
             "text": _title(payload),
             "attachments": [{"color": color, "title": _title(payload), "text": _text(payload)}],
@@ -345,7 +348,7 @@ def send(
     elif isinstance(config, PagerDutyConfig):
         event: dict[str, Any] = {
             "routing_key": _secret(config.routing_key, environ),
-            "event_action": "resolve" if payload["status"] == "resolved" else "trigger",
+            "event_action": "resolve" if payload["status"] == _RESOLVED else "trigger",
             "dedup_key": payload["group_key"],
         }
         if event["event_action"] == "trigger":

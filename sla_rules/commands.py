@@ -21,6 +21,7 @@ from sla_rules._evaluate import format_seconds
 from sla_rules._evaluator import CycleResult, Evaluator, configured_rules
 from sla_rules._model import TxStatus
 from sla_rules._spec import ReconciliationRule, RuleSet, load_rules
+from tracer.semconv import AlertStatus
 
 __all__ = ["check", "parse_time", "reconcile", "validate"]
 
@@ -87,7 +88,7 @@ def _report(result: CycleResult, fmt: str) -> tuple[str, int]:
                     "evidence": dict(v.evidence),
                 }
             )
-        items += [{**f.as_dict(), "status": "firing"} for f in findings]
+        items += [{**f.as_dict(), "status": AlertStatus.FIRING.value} for f in findings]
         tx = result.transactions
         doc = {
             "at": _iso(result.at),

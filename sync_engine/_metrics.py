@@ -1,19 +1,21 @@
 """The engine's own health as OpenTelemetry metrics.
 
-Names (the dashboard's Sync engine view reads them):
+The names are :mod:`tracer.semconv` constants (``METRIC_SYNCENGINE_*``), which
+the dashboard's Sync engine view reads too; this package re-exports them under
+their short names (``METRIC_QUEUE_DEPTH`` = ``syncengine.queue.depth``, …):
 
-* ``syncengine.queue.depth`` — gauge: events waiting to be processed plus
-  transactions waiting in the retry queue;
-* ``syncengine.inflight`` — gauge: transactions started and not finished
-  (running, waiting for an event, queued or parked);
-* ``syncengine.dlq.size`` — gauge: dead letters not yet replayed;
-* ``syncengine.parked`` — gauge: events parked until an earlier one arrives;
-* ``syncengine.breaker.state`` — gauge per ``biz.system``: 0 closed, 1 half-open, 2 open;
-* ``syncengine.retries`` — counter, by ``biz.system`` and ``biz.error.category``;
-* ``syncengine.transactions`` — counter of finished transactions, by
-  ``biz.process`` and ``biz.outcome``;
-* ``syncengine.ratelimit.waits`` — counter of calls that waited for the
-  client-side rate limiter or a ``Retry-After`` cool-down, by ``biz.system``.
+* queue depth — gauge: events waiting to be processed plus transactions
+  waiting in the retry queue;
+* in flight — gauge: transactions started and not finished (running, waiting
+  for an event, queued or parked);
+* DLQ size — gauge: dead letters not yet replayed;
+* parked — gauge: events parked until an earlier one arrives;
+* breaker state — gauge per ``biz.system``: 0 closed, 1 half-open, 2 open;
+* retries — counter, by ``biz.system`` and ``biz.error.category``;
+* transactions — counter of finished transactions, by ``biz.process`` and
+  ``biz.outcome``;
+* rate-limit waits — counter of calls that waited for the client-side rate
+  limiter or a ``Retry-After`` cool-down, by ``biz.system``.
 """
 
 from __future__ import annotations
@@ -32,6 +34,14 @@ from tracer.semconv import (
     BIZ_OUTCOME,
     BIZ_PROCESS,
     BIZ_SYSTEM,
+    METRIC_SYNCENGINE_BREAKER_STATE,
+    METRIC_SYNCENGINE_DLQ_SIZE,
+    METRIC_SYNCENGINE_INFLIGHT,
+    METRIC_SYNCENGINE_PARKED,
+    METRIC_SYNCENGINE_QUEUE_DEPTH,
+    METRIC_SYNCENGINE_RATELIMIT_WAITS,
+    METRIC_SYNCENGINE_RETRIES,
+    METRIC_SYNCENGINE_TRANSACTIONS,
     FailureCategory,
     Process,
     System,
@@ -51,14 +61,14 @@ __all__ = [
     "otlp_meter_provider",
 ]
 
-METRIC_QUEUE_DEPTH: Final = "syncengine.queue.depth"
-METRIC_INFLIGHT: Final = "syncengine.inflight"
-METRIC_DLQ_SIZE: Final = "syncengine.dlq.size"
-METRIC_PARKED: Final = "syncengine.parked"
-METRIC_BREAKER_STATE: Final = "syncengine.breaker.state"
-METRIC_RETRIES: Final = "syncengine.retries"
-METRIC_TRANSACTIONS: Final = "syncengine.transactions"
-METRIC_RATELIMIT_WAITS: Final = "syncengine.ratelimit.waits"
+METRIC_QUEUE_DEPTH: Final = METRIC_SYNCENGINE_QUEUE_DEPTH
+METRIC_INFLIGHT: Final = METRIC_SYNCENGINE_INFLIGHT
+METRIC_DLQ_SIZE: Final = METRIC_SYNCENGINE_DLQ_SIZE
+METRIC_PARKED: Final = METRIC_SYNCENGINE_PARKED
+METRIC_BREAKER_STATE: Final = METRIC_SYNCENGINE_BREAKER_STATE
+METRIC_RETRIES: Final = METRIC_SYNCENGINE_RETRIES
+METRIC_TRANSACTIONS: Final = METRIC_SYNCENGINE_TRANSACTIONS
+METRIC_RATELIMIT_WAITS: Final = METRIC_SYNCENGINE_RATELIMIT_WAITS
 
 
 class EngineGauges:

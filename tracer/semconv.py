@@ -1,5 +1,7 @@
 """The revtrace business vocabulary: every ``biz.*`` attribute, stage, system,
-outcome and failure category, named once.
+outcome and failure category, named once; with them the reference sync
+engine's metric names and the status values of the evaluator's tables, which
+the dashboard reads (it never imports the evaluator).
 
 No OpenTelemetry semantic convention exists for a business transaction that
 crosses CRM, billing and ERP, so revtrace defines its own here. The collector's
@@ -57,6 +59,14 @@ __all__ = [
     "METRIC_QUEUE_SIZE",
     "METRIC_SPANS_DROPPED",
     "METRIC_SPANS_EXPORTED",
+    "METRIC_SYNCENGINE_BREAKER_STATE",
+    "METRIC_SYNCENGINE_DLQ_SIZE",
+    "METRIC_SYNCENGINE_INFLIGHT",
+    "METRIC_SYNCENGINE_PARKED",
+    "METRIC_SYNCENGINE_QUEUE_DEPTH",
+    "METRIC_SYNCENGINE_RATELIMIT_WAITS",
+    "METRIC_SYNCENGINE_RETRIES",
+    "METRIC_SYNCENGINE_TRANSACTIONS",
     "PAYLOAD_BODY",
     "PAYLOAD_HASH",
     "PAYLOAD_KIND",
@@ -73,6 +83,7 @@ __all__ = [
     "WEBHOOK_METADATA_PROCESS",
     "WEBHOOK_METADATA_TRACEPARENT",
     "WEBHOOK_METADATA_TRACESTATE",
+    "AlertStatus",
     "CorrelationSource",
     "DropReason",
     "FailureCategory",
@@ -81,8 +92,10 @@ __all__ = [
     "Outcome",
     "PayloadKind",
     "Process",
+    "ReconStatus",
     "Stage",
     "System",
+    "TransactionStatus",
     "format_object_ref",
     "parse_object_ref",
     "parse_stage",
@@ -253,6 +266,29 @@ METRIC_QUEUE_SIZE: Final = "revtrace.tracer.queue.size"
 METRIC_QUEUE_CAPACITY: Final = "revtrace.tracer.queue.capacity"
 """Gauge: the batch queue's capacity (``OTEL_BSP_MAX_QUEUE_SIZE``)."""
 
+# --- the reference sync engine's health metrics ----------------------------------
+# Written by ``sync_engine`` (OpenTelemetry metrics, service ``revtrace-sync-engine``),
+# read by the dashboard's Sync engine view and the Grafana board.
+
+METRIC_SYNCENGINE_QUEUE_DEPTH: Final = "syncengine.queue.depth"
+"""Gauge: events waiting to be processed plus transactions in the retry queue."""
+METRIC_SYNCENGINE_INFLIGHT: Final = "syncengine.inflight"
+"""Gauge: transactions started and not finished (running, waiting, queued or parked)."""
+METRIC_SYNCENGINE_DLQ_SIZE: Final = "syncengine.dlq.size"
+"""Gauge: dead letters not replayed yet."""
+METRIC_SYNCENGINE_PARKED: Final = "syncengine.parked"
+"""Gauge: events parked until an earlier one arrives."""
+METRIC_SYNCENGINE_BREAKER_STATE: Final = "syncengine.breaker.state"
+"""Gauge per :data:`BIZ_SYSTEM`: the circuit breaker, 0 closed, 1 half-open, 2 open."""
+METRIC_SYNCENGINE_RETRIES: Final = "syncengine.retries"
+"""Counter: retried calls, by :data:`BIZ_SYSTEM` and :data:`BIZ_ERROR_CATEGORY`."""
+METRIC_SYNCENGINE_TRANSACTIONS: Final = "syncengine.transactions"
+"""Counter: finished transactions, by :data:`BIZ_PROCESS` and :data:`BIZ_OUTCOME`
+(``ok``, ``failed``, ``held``)."""
+METRIC_SYNCENGINE_RATELIMIT_WAITS: Final = "syncengine.ratelimit.waits"
+"""Counter: calls that waited for the client-side rate limiter or a ``Retry-After``
+cool-down, by :data:`BIZ_SYSTEM`."""
+
 
 class System(StrEnum):
     """The kinds of system a quote-to-cash transaction crosses."""
@@ -400,6 +436,44 @@ class Stage(StrEnum):
     CRM_RECONCILIATION_SNAPSHOT = "crm.reconciliation.snapshot"
     BILLING_RECONCILIATION_SNAPSHOT = "billing.reconciliation.snapshot"
     ERP_RECONCILIATION_SNAPSHOT = "erp.reconciliation.snapshot"
+
+
+# --- evaluator tables: the status columns the evaluator writes and the dashboard reads --
+
+
+class TransactionStatus(StrEnum):
+    """A transaction's verdict: ``revtrace_transactions.Status``."""
+
+    OK = "ok"
+    """Nothing wrong, nothing pending."""
+    IN_PROGRESS = "in_progress"
+    """A retry is scheduled, an event is parked, or an expected stage is not due yet."""
+    FAILED = "failed"
+    """A step failed for good, or a rule found the transaction wrong."""
+    STUCK = "stuck"
+    """An expected stage never happened within its deadline."""
+    HELD = "held"
+    """A step failed for good after a ``held_after`` stage succeeded (waits for finance)."""
+
+
+class AlertStatus(StrEnum):
+    """Where an alert is in its lifecycle: ``revtrace_alerts.Status``."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+    SUPPRESSED = "suppressed"
+    """Inhibited by another alert or silenced."""
+
+
+class ReconStatus(StrEnum):
+    """A reconciliation item's result: ``revtrace_recon_items.Status``."""
+
+    OK = "ok"
+    """The systems agree (within the rule's tolerance)."""
+    MISMATCH = "mismatch"
+    """The systems' figures differ."""
+    MISSING = "missing"
+    """A system's snapshot is missing for the period."""
 
 
 CANONICAL_STAGES: Final = tuple(s.value for s in Stage if not s.value.endswith(".reconciliation.snapshot"))

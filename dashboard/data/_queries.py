@@ -15,6 +15,7 @@ import pandas as pd
 from collector.store import Store
 from dashboard import model
 from dashboard.data._core import Filters, cached, cached_for, run_df, table_exists, utcnow
+from tracer.semconv import AlertStatus, ReconStatus, TransactionStatus
 
 __all__ = [
     "ALERTS_TABLE",
@@ -236,7 +237,7 @@ def _verdict_suspects(store: Store, f: Filters, limit: int = 20_000) -> list[str
     has written no verdict (then nothing but a full pass finds incomplete objects)."""
     if not table_exists(store, TRANSACTIONS_TABLE) or not _has_rows(store, TRANSACTIONS_TABLE):
         return None
-    statuses = [str(model.TransactionStatus.FAILED), str(model.TransactionStatus.STUCK)]
+    statuses = [str(TransactionStatus.FAILED), str(TransactionStatus.STUCK)]
     df = run_df(store, "verdict_suspects", {**f.params(), "statuses": statuses, "limit": limit})
     return [str(c) for c in df["correlation_id"]] if len(df) else []
 
@@ -264,7 +265,7 @@ def _alert_params(f: Filters) -> dict[str, Any]:
     return {
         **f.params(),
         "label_entity": model.ALERT_LABEL_ENTITY,
-        "alert_resolved": str(model.AlertStatus.RESOLVED),
+        "alert_resolved": str(AlertStatus.RESOLVED),
     }
 
 
@@ -336,7 +337,7 @@ def recon_items(
         "run_ids": list(run_ids),
         "status": status,
         "limit": limit,
-        "recon_ok": str(model.ReconStatus.OK),
+        "recon_ok": str(ReconStatus.OK),
     }
     return run_df(store, "recon_items", params)
 
@@ -346,7 +347,7 @@ def recon_exceptions(store: Store, f: Filters) -> int | None:
     """Items not ok in each rule's latest run of the window; ``None`` when no run happened."""
     if not table_exists(store, RECON_RUNS_TABLE):
         return None
-    df = run_df(store, "recon_exceptions", {**f.params(), "recon_ok": str(model.ReconStatus.OK)})
+    df = run_df(store, "recon_exceptions", {**f.params(), "recon_ok": str(ReconStatus.OK)})
     if not len(df) or not int(df.iloc[0]["rules"]):
         return None
     return int(df.iloc[0]["exceptions"])
@@ -412,7 +413,7 @@ def transactions_for(store: Store, correlation_ids: tuple[str, ...]) -> pd.DataF
     )
 
 
-_WORKBENCH_STATUSES: Final = (model.TransactionStatus.FAILED, model.TransactionStatus.STUCK)
+_WORKBENCH_STATUSES: Final = (TransactionStatus.FAILED, TransactionStatus.STUCK)
 
 
 @cached
@@ -438,7 +439,7 @@ def workbench(
         "include_resolved": include_resolved,
         "statuses": list(statuses),
         "limit": limit,
-        "status_failed": str(model.TransactionStatus.FAILED),
+        "status_failed": str(TransactionStatus.FAILED),
         "action_assign": str(AuditAction.ASSIGN),
         "action_resolve": str(AuditAction.RESOLVE),
         "action_replay": str(AuditAction.REPLAY),

@@ -6,6 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, model, ui
+from tracer.semconv import AlertStatus
 
 f = ui.filters()
 store = data.get_store()
@@ -19,7 +20,7 @@ if not data.evaluator_tables(store).get(data.ALERTS_TABLE):
     st.stop()
 
 CATEGORIES = ["", *(str(c) for c in model.ALERT_CATEGORIES)]
-STATUSES = ["", *(str(s) for s in model.AlertStatus)]
+STATUSES = ["", *(str(s) for s in AlertStatus)]
 cols = st.columns(2)
 category = ui.url_selectbox(
     "Category", CATEGORIES, "category", format_func=lambda c: c or "All categories", container=cols[0]
@@ -30,7 +31,7 @@ status = ui.url_selectbox(
 
 counts = data.alerts_by_category(store, f)
 m = st.columns(3)
-for column, name in zip(m, model.AlertStatus, strict=True):
+for column, name in zip(m, AlertStatus, strict=True):
     value = int(counts[counts["status"] == name]["alerts"].sum()) if len(counts) else 0
     column.metric(str(name).capitalize(), value)
 
@@ -43,7 +44,7 @@ if not len(listed):
 else:
     st.subheader("Grouped by category and alert")
     grouped = (
-        listed.assign(firing=listed["status"] == model.AlertStatus.FIRING)
+        listed.assign(firing=listed["status"] == AlertStatus.FIRING)
         .groupby(["category", "alert"], as_index=False)
         .agg(
             alerts=("fingerprint", "count"),

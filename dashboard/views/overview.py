@@ -7,6 +7,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, data, model, ui
+from tracer.semconv import AlertStatus
 
 f = ui.filters()
 store = data.get_store()
@@ -52,7 +53,7 @@ mttr_s = (
     if len(resolved) and resolved["resolved"].sum()
     else None
 )
-firing = by_category[by_category["status"] == model.AlertStatus.FIRING] if len(by_category) else by_category
+firing = by_category[by_category["status"] == AlertStatus.FIRING] if len(by_category) else by_category
 recon_exceptions = data.recon_exceptions(store, f)
 
 

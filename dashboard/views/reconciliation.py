@@ -8,7 +8,8 @@ import datetime as dt
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, model, ui
+from dashboard import charts, data, ui
+from tracer.semconv import ReconStatus
 
 f = ui.filters()
 store = data.get_store()
@@ -44,8 +45,8 @@ run = ui.url_selectbox(
 )
 STATUS = {
     "": "All items",
-    str(model.ReconStatus.MISMATCH): "Mismatches",
-    str(model.ReconStatus.MISSING): "Missing snapshots",
+    str(ReconStatus.MISMATCH): "Mismatches",
+    str(ReconStatus.MISSING): "Missing snapshots",
 }
 status = ui.url_selectbox("Items", list(STATUS), "item_status", format_func=lambda s: STATUS[s])
 run_ids = (run,) if run else tuple(str(r) for r in latest["run_id"])
@@ -66,7 +67,7 @@ for system in all_systems:
     table[system] = [_value(s, v, system) for s, v in zip(items["systems"], items["values"], strict=True)]
 st.subheader("Differences by system and period")
 st.dataframe(table, hide_index=True, width="stretch", key="differences")
-exceptions = items[items["status"] != model.ReconStatus.OK]
+exceptions = items[items["status"] != ReconStatus.OK]
 if len(exceptions):
     per_period = exceptions.groupby(["period", "object_type"], as_index=False).agg(items=("measure", "count"))
     st.plotly_chart(

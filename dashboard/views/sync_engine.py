@@ -29,9 +29,9 @@ else:
     ui.empty(ui.NO_SPANS)
 
 st.subheader("Engine health (from the sync engine's metrics)")
-levels = data.metric_levels(store, f, tuple(str(m) for m in model.SYNC_LEVELS), semconv.BIZ_SYSTEM)
-counters = data.metric_increases(store, f, tuple(str(m) for m in model.SYNC_COUNTERS), semconv.BIZ_SYSTEM)
-breakers = data.metric_latest(store, f, (str(model.SyncMetric.BREAKER_STATE),), semconv.BIZ_SYSTEM)
+levels = data.metric_levels(store, f, model.SYNC_LEVELS, semconv.BIZ_SYSTEM)
+counters = data.metric_increases(store, f, model.SYNC_COUNTERS, semconv.BIZ_SYSTEM)
+breakers = data.metric_latest(store, f, (semconv.METRIC_SYNCENGINE_BREAKER_STATE,), semconv.BIZ_SYSTEM)
 if not len(levels) and not len(counters) and not len(breakers):
     ui.empty(
         "No sync-engine metrics yet. The reference sync engine exports them (`make demo`); your own engine "
@@ -44,7 +44,7 @@ else:
     now_cols = st.columns(4)
     for column, metric, title in zip(
         now_cols,
-        (model.SyncMetric.QUEUE_DEPTH, model.SyncMetric.INFLIGHT, model.SyncMetric.DLQ_SIZE),
+        model.SYNC_LEVELS,
         ("Queue depth", "In flight", "Dead-letter queue"),
         strict=False,
     ):
@@ -53,7 +53,7 @@ else:
         )
         column.metric(title, "—" if value is None else f"{value:,.0f}")
     waits = (
-        counters[counters["metric"] == model.SyncMetric.RATELIMIT_WAITS]["increase"].sum()
+        counters[counters["metric"] == semconv.METRIC_SYNCENGINE_RATELIMIT_WAITS]["increase"].sum()
         if len(counters)
         else 0
     )
@@ -69,7 +69,7 @@ else:
             column.metric(str(row.series) or "(all)", state, help=f"as of {row.at:%H:%M:%S} UTC")
     left, right = st.columns(2)
     if len(levels):
-        level_lines = levels[levels["metric"] != model.SyncMetric.BREAKER_STATE]
+        level_lines = levels[levels["metric"] != semconv.METRIC_SYNCENGINE_BREAKER_STATE]
         left.plotly_chart(
             charts.lines(level_lines, "bucket", "total", "metric", "Queue, in flight, DLQ"), key="levels"
         )
@@ -80,7 +80,7 @@ else:
             ),
             key="counters",
         )
-    history = data.metric_levels(store, f, (str(model.SyncMetric.BREAKER_STATE),), semconv.BIZ_SYSTEM)
+    history = data.metric_levels(store, f, (semconv.METRIC_SYNCENGINE_BREAKER_STATE,), semconv.BIZ_SYSTEM)
     if len(history):
         st.plotly_chart(
             charts.lines(

@@ -12,7 +12,7 @@ import streamlit as st
 from dashboard import actions, charts, data, report, ui
 from dashboard.auth import Permission
 from dashboard.diff import field_diff, pretty, unified_diff
-from tracer.semconv import EVENT_PAYLOAD
+from tracer.semconv import EVENT_PAYLOAD, TransactionStatus
 
 f = ui.filters()
 store = data.get_store()
@@ -66,7 +66,7 @@ st.caption(
 if bundle.verdict:
     v = bundle.verdict
     text = f"Evaluator: **{v['status']}** {v.get('category') or ''} — {v.get('reason') or ''}"
-    (st.error if v["status"] in ("failed", "stuck") else st.info)(text)
+    (st.error if v["status"] in (TransactionStatus.FAILED, TransactionStatus.STUCK) else st.info)(text)
 if bundle.truncated:
     st.warning(f"This transaction has more than {len(spans)} spans; the first {len(spans)} are shown.")
 

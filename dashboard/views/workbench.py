@@ -9,6 +9,7 @@ import streamlit as st
 from dashboard import actions, data, model, ui
 from dashboard.auth import Permission
 from dashboard.errors import DashboardError
+from tracer.semconv import TransactionStatus
 
 f = ui.filters()
 store = data.get_store()
@@ -22,7 +23,11 @@ if flash:
 
 CATEGORIES = ["", *(str(c) for c in model.ALERT_CATEGORIES)]
 AGES = {"0": "Any age", "900": "Older than 15 min", "3600": "Older than 1 hour", "86400": "Older than 1 day"}
-STATUSES = {"": "Failed and stuck", "failed": "Failed", "stuck": "Stuck"}
+STATUSES = {
+    "": "Failed and stuck",
+    str(TransactionStatus.FAILED): "Failed",
+    str(TransactionStatus.STUCK): "Stuck",
+}
 cols = st.columns(4)
 category = ui.url_selectbox(
     "Category", CATEGORIES, "category", format_func=lambda c: c or "All categories", container=cols[0]
@@ -33,7 +38,7 @@ status = ui.url_selectbox(
 age = ui.url_selectbox("Age", list(AGES), "age", format_func=lambda a: AGES[a], container=cols[2])
 include_resolved = cols[3].toggle("Show resolved", key="wb_resolved")
 
-statuses = (status,) if status else (str(model.TransactionStatus.FAILED), str(model.TransactionStatus.STUCK))
+statuses = (status,) if status else (str(TransactionStatus.FAILED), str(TransactionStatus.STUCK))
 rows, source = data.workbench(
     store, f, category=category, min_age_s=int(age), include_resolved=include_resolved, statuses=statuses
 )

@@ -155,3 +155,20 @@ def test_exported_members() -> None:
     )
     for name in sla_rules.__all__:
         assert getattr(sla_rules, name).__doc__, name
+
+
+def test_status_vocabularies_are_the_shared_ones() -> None:
+    from sla_rules._alerting import FIRING, RESOLVED, SUPPRESSED
+    from sla_rules._model import TxStatus
+    from tracer import semconv
+
+    assert sla_rules.TransactionStatus is semconv.TransactionStatus
+    assert sla_rules.AlertStatus is semconv.AlertStatus
+    assert sla_rules.ReconStatus is semconv.ReconStatus
+    assert TxStatus.ALL == ("ok", "in_progress", "failed", "stuck", "held")
+    assert tuple(semconv.TransactionStatus) == TxStatus.ALL
+    assert TxStatus.OPEN == (semconv.TransactionStatus.IN_PROGRESS,)
+    assert (
+        (FIRING, RESOLVED, SUPPRESSED) == tuple(semconv.AlertStatus) == ("firing", "resolved", "suppressed")
+    )
+    assert tuple(semconv.ReconStatus) == ("ok", "mismatch", "missing")

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import sync_engine
+from tracer import semconv
 
 EXPECTED = [
     "ENV_REPLAY_TOKEN", "FAULT_CATEGORY", "METRIC_BREAKER_STATE", "METRIC_DLQ_SIZE", "METRIC_INFLIGHT",
@@ -44,3 +48,23 @@ def test_metric_names_are_the_contract() -> None:
         "syncengine.transactions",
         "syncengine.ratelimit.waits",
     ]
+
+
+def _literals(package: str, wanted: set[str]) -> set[str]:
+    """``file:line value`` of every string literal in ``package`` that is one of ``wanted``."""
+    root = Path(__file__).resolve().parents[2] / package
+    hits = set()
+    for path in root.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and node.value in wanted:
+                hits.add(f"{path.relative_to(root.parent)}:{node.lineno} {node.value}")
+    return hits
+
+
+def test_metric_names_are_spelled_once_in_the_vocabulary_module() -> None:
+    assert sync_engine.METRIC_QUEUE_DEPTH == semconv.METRIC_SYNCENGINE_QUEUE_DEPTH
+    assert sync_engine.METRIC_PARKED == semconv.METRIC_SYNCENGINE_PARKED
+    names = {v for k, v in vars(semconv).items() if k.startswith("METRIC_SYNCENGINE_")}
+    assert len(names) == 8
+    spelled = _literals("sync_engine", names) | _literals("dashboard", names)
+    assert not spelled, f"spell these through tracer.semconv: {sorted(spelled)}"
