@@ -15,7 +15,8 @@ Run a demo workload (what ``revtrace demo`` wires)::
     workload.stop()           # graceful; flushes spans and metrics
     print(workload.summary())
 
-or ``python -m sync_engine --duration 20 --rate 5 --profile default``.
+or ``python -m sync_engine --duration 20 --rate 5 --profile default``
+(:func:`build_parser` is that command line's parser).
 
 Exceptions::
 
@@ -30,6 +31,7 @@ Exceptions::
 
 from __future__ import annotations
 
+from sync_engine._cli import build_parser
 from sync_engine._clock import Clock
 from sync_engine._config import ENV_REPLAY_TOKEN, Endpoints, EngineConfig, RetryPolicy
 from sync_engine._engine import SyncEngine
@@ -98,6 +100,7 @@ __all__ = [
     "SyncEngineError",
     "Workload",
     "WorkloadConfig",
+    "build_parser",
     "builtin_profiles",
     "load_profile",
     "parse_profile",

@@ -24,7 +24,7 @@ from sync_engine._errors import ConfigError, ProfileError
 from sync_engine._profile import builtin_profiles, load_profile
 from sync_engine._workload import Workload, WorkloadConfig
 
-__all__ = ["main"]
+__all__ = ["build_parser", "main"]
 
 
 def _header(value: str) -> tuple[str, str]:
@@ -34,7 +34,9 @@ def _header(value: str) -> tuple[str, str]:
     return name.strip(), content.strip()
 
 
-def _run_parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of a ``python -m sync_engine`` run (not of the
+    ``validate`` and ``profiles`` commands): what deployment files may pass."""
     parser = argparse.ArgumentParser(
         prog="python -m sync_engine",
         description="Run the reference quote-to-cash sync engine with simulated CRM, billing and ERP. "
@@ -106,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for name in builtin_profiles():
             print(f"{name}: {load_profile(name).description}")
         return 0
-    options = _run_parser().parse_args(args)
+    options = build_parser().parse_args(args)
     logging.basicConfig(
         level=logging.WARNING if options.quiet else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -160,8 +160,7 @@ def _command_lines(name: str) -> list[tuple[str, list[str]]]:
 
 @pytest.mark.parametrize("name", COMPOSE_FILES)
 def test_every_command_is_a_real_command_line(name: str) -> None:
-    from sync_engine import builtin_profiles
-    from sync_engine._cli import _run_parser
+    from sync_engine import build_parser, builtin_profiles
 
     checked = 0
     for where, argv in _command_lines(name):
@@ -173,7 +172,7 @@ def test_every_command_is_a_real_command_line(name: str) -> None:
         else:
             assert argv[:3] == ["python", "-m", "sync_engine"], (where, argv)
             try:
-                options = _run_parser().parse_args(argv[3:])
+                options = build_parser().parse_args(argv[3:])
             except SystemExit:
                 pytest.fail(f"{name} {where}: `{' '.join(argv)}` is not a valid sync_engine command line")
             assert options.profile in builtin_profiles(), options.profile

@@ -14,7 +14,7 @@ EXPECTED = [
     "CircuitOpenError", "Clock", "ConfigError", "DownstreamError", "Endpoints", "EngineConfig", "FaultKind",
     "FaultProfile", "FaultSpec", "LatencySpec", "OutageSpec", "ProfileError", "ReplayError", "RetryPolicy", "Runtime",
     "Scenario", "Simulators", "StepFailed", "SyncEngine", "SyncEngineError", "Workload", "WorkloadConfig",
-    "builtin_profiles", "load_profile", "parse_profile",
+    "build_parser", "builtin_profiles", "load_profile", "parse_profile",
 ]  # fmt: skip
 
 

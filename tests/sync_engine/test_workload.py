@@ -107,3 +107,16 @@ def test_command_line_run(tmp_path: Path, capsys: pytest.CaptureFixture[str]) ->
     assert len(truth.read_text().splitlines()) == summary["transactions"]
     assert main(["--profile", "nope", "--otlp-endpoint", "none"]) == 2
     assert "no such profile" in capsys.readouterr().err
+
+
+def test_the_run_command_line_parser_is_public() -> None:
+    from sync_engine import build_parser
+
+    options = build_parser().parse_args(
+        ["--duration", "5", "--rate", "3", "--profile", "clean", "--otlp-header", "authorization=Bearer t"]
+    )
+    assert (options.duration, options.rate, options.profile) == (5.0, 3.0, "clean")
+    assert options.otlp_header == [("authorization", "Bearer t")]
+    assert build_parser().parse_args([]).otlp_endpoint == "http://127.0.0.1:4318"
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["--rate", "fast"])
