@@ -56,7 +56,7 @@ from sync_engine._wire import from_minor
 from tracer import BusinessSpan, business_span, inject_webhook_metadata
 from tracer.semconv import FailureCategory, ObjectType, Outcome, PayloadKind, Process, Stage, System
 
-__all__ = ["VENDORS", "EngineContext", "Flows", "StepRejected"]
+__all__ = ["VENDORS", "EngineContext", "Flows", "ReconRun", "StepRejected"]
 
 log = logging.getLogger("sync_engine")
 
@@ -89,6 +89,19 @@ class StepRejected(Exception):
 
 
 @dataclass
+class ReconRun:
+    """One reconciliation run, as the ground truth needs it."""
+
+    started_at: dt.datetime
+    started: float
+    """``time.monotonic()`` at the start."""
+    finished: float | None = None
+    """``time.monotonic()`` once every system's snapshot was taken or failed; None while it runs."""
+    failure: FailureCategory | None = None
+    """Why a system could not be read, when one could not."""
+
+
+@dataclass
 class EngineContext:
     """What the flows share with the rest of the engine."""
 
@@ -103,10 +116,8 @@ class EngineContext:
     observations: dict[str, list[Observation]] = field(default_factory=dict)
     """What the engine itself absorbed or suffered, per correlation id."""
     spans: int = 0
-    recon_runs: dict[str, tuple[dt.datetime, float]] = field(default_factory=dict)
-    """Reconciliation runs: correlation id → (started at, monotonic start)."""
-    recon_failures: dict[str, FailureCategory] = field(default_factory=dict)
-    """Reconciliation runs in which a system could not be read, with why."""
+    recon_runs: dict[str, ReconRun] = field(default_factory=dict)
+    """Reconciliation runs by correlation id, in start order."""
     satisfy: Callable[[str], None] = lambda key: None
     """Called when something events may wait for has happened (``invoice:in_…#1``)."""
     requeue: Callable[[Transaction, float], None] = lambda tx, delay: None

@@ -33,6 +33,7 @@ import orjson
 from sync_engine._clock import Clock
 from sync_engine._engine import SyncEngine
 from sync_engine._faults import FaultLog, FiredFault
+from sync_engine._flows import ReconRun
 from sync_engine._profile import FaultProfile
 from sync_engine._scenarios import FaultKind
 from sync_engine._store import TERMINAL_STATES, Transaction, TxState
@@ -83,7 +84,7 @@ class GroundTruth:
         self._outcomes: Counter[str] = Counter()
         self._categories: Counter[str] = Counter()
         self._pending: dict[str, None] = {}
-        self._recon_written = 0
+        self._recon_written: set[str] = set()
         self._file: IO[bytes] | None = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -233,30 +234,36 @@ class GroundTruth:
             if terminal or waiting:
                 self._write(self.line(cid))
                 written += 1
-        runs = self.engine.ctx.recon_runs
-        for cid in list(runs)[self._recon_written :]:
-            if now - runs[cid][1] < settle:
-                break
-            self._recon_written += 1
-            self._write(self._recon_line(cid, runs[cid][0]))
+        for cid, run in list(self.engine.ctx.recon_runs.items()):
+            # A run's outcome is known once its last system answered (or failed), not when it started.
+            if cid in self._recon_written or run.finished is None or now - run.finished < settle:
+                continue
+            self._write_recon(cid, run)
             written += 1
         return written
 
-    def _recon_line(self, cid: str, started: dt.datetime) -> dict[str, Any]:
+    def _write_recon(self, cid: str, run: ReconRun) -> None:
+        self._recon_written.add(cid)
+        self._write(self._recon_line(cid, run))
+
+    def _recon_line(self, cid: str, run: ReconRun) -> dict[str, Any]:
         faults = self.faults.for_cid(cid)
-        failed = self.engine.ctx.recon_failures.get(cid)
+        failed = run.failure
+        expected: dict[str, Any] = {
+            "outcome": "failed" if failed else "ok",
+            "category": failed.value if failed else None,
+            "absorbed": [],
+        }
+        if run.finished is None:
+            expected["incomplete"] = True  # the run ended first: a system may not have been read
         return {
             "correlation_id": cid,
             "process": Process.RECONCILIATION.value,
             "scenario": "reconciliation",
             "legal_entity": None,
-            "started_at": _iso(started),
+            "started_at": _iso(run.started_at),
             "faults": [f.to_json() for f in faults],
-            "expected": {
-                "outcome": "failed" if failed else "ok",
-                "category": failed.value if failed else None,
-                "absorbed": [],
-            },
+            "expected": expected,
             "time_scale": self.clock.scale,
         }
 
@@ -266,11 +273,10 @@ class GroundTruth:
         for cid in list(self._pending):
             self._write(self.line(cid, final=True))
             written += 1
-        runs = self.engine.ctx.recon_runs
-        for cid in list(runs)[self._recon_written :]:
-            self._recon_written += 1
-            self._write(self._recon_line(cid, runs[cid][0]))
-            written += 1
+        for cid, run in list(self.engine.ctx.recon_runs.items()):
+            if cid not in self._recon_written:
+                self._write_recon(cid, run)
+                written += 1
         return written
 
     def close(self) -> None:

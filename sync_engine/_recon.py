@@ -16,7 +16,7 @@ import orjson
 
 from sync_engine._canonical import billing_invoice_status, erp_invoice_status
 from sync_engine._errors import DownstreamError
-from sync_engine._flows import VENDORS, EngineContext
+from sync_engine._flows import VENDORS, EngineContext, ReconRun
 from sync_engine._reference import LEGAL_ENTITIES, money
 from sync_engine._wire import from_minor
 from tracer import business_span, new_correlation_id
@@ -262,7 +262,7 @@ def _emit(
 async def reconcile(ctx: EngineContext, today: dt.date | None = None) -> str:
     """One reconciliation run over last month and this month; returns its correlation id."""
     cid = new_correlation_id()
-    ctx.recon_runs[cid] = (dt.datetime.now(dt.UTC), time.monotonic())
+    run = ctx.recon_runs[cid] = ReconRun(dt.datetime.now(dt.UTC), time.monotonic())
     start, end, periods = _periods(today or dt.datetime.now(dt.UTC).date())
     collectors: dict[
         System, Callable[[EngineContext, dt.date, dt.date], Awaitable[dict[ObjectType, list[Row]]]]
@@ -280,8 +280,10 @@ async def reconcile(ctx: EngineContext, today: dt.date | None = None) -> str:
                 attributes={BIZ_RECON_PERIOD: periods[-1]},
             ) as span:
                 span.fail(exc.category, code=exc.code, message=exc.message, retryable=exc.retryable)
-            ctx.recon_failures[cid] = exc.category
+            run.failure = exc.category
             continue
         for object_type, rows in snapshot.items():
             _emit(ctx, cid, system, object_type, periods, rows)
+    # Only now is the run's outcome known (a slow system may fail long after the others answered).
+    run.finished = time.monotonic()
     return cid

@@ -7,8 +7,10 @@ reconciliation snapshots."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import itertools
 import json
+import time
 from decimal import Decimal
 from typing import Any
 
@@ -33,6 +35,7 @@ from sync_engine import (
 )
 from sync_engine._canonical import CRM_ACCOUNT_FIELDS, owned_changes
 from sync_engine._client import BreakerState
+from sync_engine._flows import ReconRun
 from sync_engine._store import EventStatus, InboundEvent, Transaction, TxState
 from tests.sync_engine.conftest import settle, test_engine_config
 from tracer.semconv import RECONCILIATION_STAGES, Process, Stage, System
@@ -416,6 +419,38 @@ def test_reconciliation_snapshots_per_system_type_period_and_legal_entity(world:
     assert figures("billing", "customer") == figures("erp", "customer")
     line = next(line for line in runtime.truth.lines if line["correlation_id"] == run["cid"])
     assert line["process"] == "reconciliation" and line["expected"]["outcome"] == "ok"
+
+
+def test_reconciliation_line_waits_for_the_run_to_end(world: Any, spans: Any) -> None:
+    """ERP answers its snapshot query with 503 only after several simulated
+    seconds (longer than the ground truth's settle time): the run's line is
+    written once the run is over, and says it failed."""
+    run: dict[str, Any] = {}
+
+    async def reconcile_while_writing_ground_truth(runtime: Runtime) -> None:
+        task = asyncio.create_task(runtime.engine.reconcile())
+        while not task.done():  # as the running workload does, every now and then
+            runtime.truth.write_settled()
+            await asyncio.sleep(0.01)
+        run["cid"] = task.result()
+        # A run the end of the workload cuts short: its line says so.
+        runtime.engine.ctx.recon_runs["cut-short"] = ReconRun(dt.datetime.now(dt.UTC), time.monotonic())
+
+    profile = _profile(
+        "recon-erp-down",
+        {"new_sale": 1},
+        latency={"erp": {"median": 20.0, "p99": 30.0}, "webhook": {"median": 0.3, "p99": 1.0}},
+        outages=[{"system": "erp", "start": 0, "duration": 100_000}],
+    )
+    runtime = world(profile, 0, during=reconcile_while_writing_ground_truth)
+    (line,) = [line for line in runtime.truth.lines if line["correlation_id"] == run["cid"]]
+    assert line["process"] == "reconciliation"
+    assert line["expected"] == {"outcome": "failed", "category": "transient", "absorbed": []}
+    failed = [s for s in spans.refresh().of(run["cid"]) if s.attributes["biz.outcome"] == "failed"]
+    assert [s.name for s in failed] == ["erp.reconciliation.snapshot"]
+    assert failed[0].attributes["biz.error.category"] == "transient"
+    (cut,) = [line for line in runtime.truth.lines if line["correlation_id"] == "cut-short"]
+    assert cut["expected"] == {"outcome": "ok", "category": None, "absorbed": [], "incomplete": True}
 
 
 def test_engine_memory_is_bounded_and_keeps_what_the_workbench_needs() -> None:
