@@ -86,6 +86,7 @@ EVENT_STAGE: Final[dict[str, Stage]] = {
     "customer.subscription.updated": Stage.BILLING_SUBSCRIPTION_UPDATE,
     "customer.subscription.deleted": Stage.BILLING_SUBSCRIPTION_CANCEL,
     "customer.updated": Stage.BILLING_CUSTOMER_UPSERT,
+    "customer.created": Stage.BILLING_CUSTOMER_UPSERT,
 }
 """The stage that handles each event type (the stage of its dedup, park and dead-letter spans)."""
 _WAITING_FOR: Final = "syncengine.parked.waiting_for"
@@ -271,7 +272,7 @@ class SyncEngine:
         elif type_.startswith("customer.subscription."):
             stream = f"subscription:{obj['id']}"
         else:
-            stream = f"customer:{obj['id']}" if type_ == "customer.updated" else None
+            stream = f"customer:{obj['id']}" if type_ in ("customer.created", "customer.updated") else None
         remote = extract_webhook_context(body)
         sequence = body.get("sequence")
         return InboundEvent(
@@ -388,6 +389,8 @@ class SyncEngine:
             return None
         if event.type == "invoice.finalized":
             return f"post:{obj['id']}"
+        if event.type == "customer.created":
+            return f"created:{obj['id']}"
         if event.type.startswith("payment_intent.") or event.type.startswith("refund."):
             return f"{event.type.split('.')[0]}:{obj['id']}"
         return None
@@ -530,6 +533,8 @@ class SyncEngine:
             return _Result.PENDING
         if event.type == "customer.updated":
             return self._billing_echo(event)
+        if event.type == "customer.created":
+            return self._billing_customer_created(event)
         if event.type == ACCOUNT_CHANGE:
             owned, ignored = self.flows.split_crm_change(event)
             origin = str(event.payload["data"]["payload"]["ChangeEventHeader"].get("changeOrigin", ""))
@@ -585,6 +590,15 @@ class SyncEngine:
         )
         if tx.state is TxState.RUNNING and not tx.checkpoints:
             self.flows.finish(tx, TxState.COMPLETED)
+        return _Result.APPLIED
+
+    def _billing_customer_created(self, event: InboundEvent) -> _Result:
+        known = self.transactions.get(event.correlation_id or "")
+        if known is None:
+            # Not created by a transaction this engine knows (or still remembers): nothing to record it on.
+            log.debug("sync engine: customer.created %s for no known transaction", event.id)
+            return _Result.APPLIED
+        self.flows.record_billing_customer(self._tx_for(event, known.process), event)
         return _Result.APPLIED
 
     async def _run(

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Final, TypeVar
@@ -54,7 +54,16 @@ from sync_engine._reference import LEGAL_ENTITIES, tax_rate_id
 from sync_engine._store import InboundEvent, Observation, Transaction, TxState, XRef
 from sync_engine._wire import from_minor
 from tracer import BusinessSpan, business_span, inject_webhook_metadata
-from tracer.semconv import FailureCategory, ObjectType, Outcome, PayloadKind, Process, Stage, System
+from tracer.semconv import (
+    FailureCategory,
+    ObjectType,
+    Outcome,
+    PayloadKind,
+    Process,
+    Stage,
+    System,
+    format_object_ref,
+)
 
 __all__ = ["VENDORS", "EngineContext", "Flows", "ReconRun", "StepRejected"]
 
@@ -168,8 +177,10 @@ class Flows:
         currency: str | None = None,
         event: InboundEvent | None = None,
         idempotency_key: str | None = None,
+        object_refs: Sequence[str] | None = None,
     ) -> BusinessSpan:
-        """A business span for one step (or one attempt of it) of ``tx``."""
+        """A business span for one step (or one attempt of it) of ``tx``; its
+        ``object_refs`` are the transaction's unless given."""
         self.ctx.spans += 1
         system = _system(stage)
         return business_span(
@@ -178,7 +189,7 @@ class Flows:
             vendor=VENDORS.get(system),
             object_type=object_type,
             object_id=object_id,
-            object_refs=tx.refs_except(),
+            object_refs=tx.refs_except() if object_refs is None else object_refs,
             amount=amount,
             currency=currency or tx.currency,
             legal_entity=tx.legal_entity,
@@ -478,6 +489,33 @@ class Flows:
         tx.add_ref(System.BILLING, ObjectType.CUSTOMER, customer_id)
         tx.checkpoint(stage, customer_id=customer_id)
         return customer_id
+
+    def record_billing_customer(self, tx: Transaction, event: InboundEvent) -> None:
+        """Billing announced a customer it created for ``tx`` (``customer.created``):
+        a business span of the customer upsert with the customer billing holds and
+        the CRM account it belongs to. This is how a customer whose creating call
+        timed out (so the engine never learned its id) becomes visible: a second
+        customer for one account and entity shows as two objects of the stage."""
+        customer = event.payload["data"]["object"]
+        account = (customer.get("metadata") or {}).get("crm_account_id")
+        own = f"{System.BILLING.value}:{ObjectType.CUSTOMER.value}/"
+        refs = [
+            r for r in tx.refs_except() if not r.startswith(own)
+        ]  # the engine's own customer may be another
+        if account:
+            refs.append(format_object_ref(System.CRM.value, ObjectType.ACCOUNT.value, str(account)))
+        with self.span(
+            tx,
+            Stage.BILLING_CUSTOMER_UPSERT,
+            kind=SpanKind.CONSUMER,
+            object_type=ObjectType.CUSTOMER,
+            object_id=str(customer["id"]),
+            event=event,
+            idempotency_key=f"{event.source.value}:{event.id}",
+            object_refs=list(dict.fromkeys(refs)),
+        ) as span:
+            span.set_attribute(_UPSERT, "webhook")
+            span.record_payload(PayloadKind.SOURCE, event.payload, system=System.BILLING.value)
 
     async def _billing_subscription(self, tx: Transaction, contract: Contract, customer_id: str) -> str:
         stage = Stage.BILLING_SUBSCRIPTION_CREATE

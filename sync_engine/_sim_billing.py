@@ -7,6 +7,9 @@ One extension: every event carries ``sequence``, the position of the event in
 its object's history (invoice, subscription, customer), like Chargebee's
 ``resource_version``. Stripe itself gives no per-object order.
 
+Like Stripe, billing announces every customer it creates (``customer.created``),
+whoever asked and whether or not the creating call's response arrived.
+
 Customers appear in search a few seconds after they are created (Stripe's
 search is eventually consistent), which is what lets a retried create make a
 second customer when the vendor also ignores the idempotency key.
@@ -290,7 +293,13 @@ class BillingSim(SimSystem):
         delivery fault planned for its transaction."""
         planned = self.world.plan.get(cid)
         log = self.world.log
-        if planned is not None and not planned.state.get("delivery_fault_done"):
+        # Delivery faults are planned for the transaction's business events (an
+        # invoice, a payment), not for the notice that its customer was created.
+        if (
+            planned is not None
+            and not planned.state.get("delivery_fault_done")
+            and event["type"] != "customer.created"
+        ):
             kind = planned.spec.kind
             if kind is FaultKind.DROPPED_WEBHOOK and event["type"] == "invoice.finalized":
                 planned.state["delivery_fault_done"] = True
@@ -356,6 +365,10 @@ class BillingSim(SimSystem):
             )
         customer = self._new_customer(form)
         self._remember(key, fingerprint, customer)
+        self.spawn(
+            self._emit_later("customer.created", customer, f"customer:{customer['id']}", None, key),
+            name="customer.created",
+        )
         lag = self.world.profile.search_lag
         if planned is not None and not planned.state.get("committed"):
             lag = HANG_SECONDS * 10  # the search index is far behind: a retry will not find it

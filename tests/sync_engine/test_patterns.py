@@ -421,6 +421,35 @@ def test_reconciliation_snapshots_per_system_type_period_and_legal_entity(world:
     assert line["process"] == "reconciliation" and line["expected"]["outcome"] == "ok"
 
 
+def test_billing_announces_every_customer_and_the_engine_records_it(world: Any, spans: Any) -> None:
+    runtime = world("clean", [Scenario.NEW_SALE])
+    (line,) = runtime.truth.lines
+    assert line["expected"] == {"outcome": "ok", "category": None, "absorbed": []}
+    upserts = spans.refresh().of(line["correlation_id"], "billing.customer.upsert")
+    (call,) = [s for s in upserts if s.kind.name == "CLIENT"]
+    (notice,) = [s for s in upserts if s.kind.name == "CONSUMER"]
+    customer = call.attributes["biz.object.id"]
+    assert call.attributes["syncengine.upsert"] == "created"
+    expected = {
+        "biz.outcome": "ok",
+        "biz.process": "quote_to_cash",
+        "biz.object.type": "customer",
+        "biz.object.id": customer,
+        "biz.legal_entity": line["legal_entity"],
+        "syncengine.upsert": "webhook",
+        "biz.event.sequence": 1,
+    }
+    assert {k: notice.attributes.get(k) for k in expected} == expected
+    (account,) = [
+        r for r in runtime.engine.transactions[line["correlation_id"]].refs if r.startswith("crm:account/")
+    ]
+    assert account in notice.attributes["biz.object.refs"]
+    assert not [r for r in notice.attributes["biz.object.refs"] if r.startswith("billing:customer/")]
+    event = notice.attributes["biz.event.id"]
+    assert runtime.sims.billing.customers[customer]["metadata"]["crm_account_id"] == account.split("/", 1)[1]
+    assert notice.attributes["biz.idempotency_key"] == f"billing:{event}"
+
+
 def test_reconciliation_line_waits_for_the_run_to_end(world: Any, spans: Any) -> None:
     """ERP answers its snapshot query with 503 only after several simulated
     seconds (longer than the ground truth's settle time): the run's line is

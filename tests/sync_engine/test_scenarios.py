@@ -133,8 +133,21 @@ def check_line(line: dict[str, Any], spans: list[ReadableSpan], runtime: Runtime
             if c["metadata"].get("crm_account_id") == account
         ]
         assert len(twins) == 2
-        upserts = [_attrs(s) for s in spans if s.name == "billing.customer.upsert"]
-        assert upserts[0]["biz.outcome"] == "retrying" and upserts[-1]["biz.outcome"] == "ok"
+        upserts = [(s.kind.name, _attrs(s)) for s in spans if s.name == "billing.customer.upsert"]
+        calls = [attrs for kind, attrs in upserts if kind == "CLIENT"]
+        assert calls[0]["biz.outcome"] == "retrying" and calls[-1]["biz.outcome"] == "ok"
+        # Both customers show: billing's customer.created webhook for each, on the transaction.
+        notified = [attrs for kind, attrs in upserts if kind == "CONSUMER" and attrs["biz.outcome"] == "ok"]
+        assert {a["biz.object.id"] for a in notified} == {c["id"] for c in twins}
+        assert all(f"crm:account/{account}" in a["biz.object.refs"] for a in notified)
+    if (
+        line["scenario"] in ("new_sale", "upsell_new_entity")
+        and outcome in ("ok", "held")
+        and category != "duplicate"
+    ):
+        # One customer: the engine's and the one billing announced (when billing created it) are the same.
+        customers = {_attrs(s)["biz.object.id"] for s in _ok(spans, "billing.customer.upsert")}
+        assert len(customers) == 1, customers
     if category == "out_of_order":
         outcomes = [_attrs(s)["biz.outcome"] for s in spans]
         assert "parked" in outcomes and "dead_lettered" in outcomes
