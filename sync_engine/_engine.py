@@ -212,7 +212,18 @@ class SyncEngine:
             self._timers.append(asyncio.create_task(self._reconcile_loop(), name="engine-reconcile"))
 
     async def stop(self) -> None:
-        """Stop the timers and running work, close connections and the listener."""
+        """Stop the timers and running work, close connections and the listener.
+        Each transaction whose work is cut short gets one log line (and its
+        spans say where it stopped); nothing else is logged."""
+        for tx in list(self.transactions.values()):
+            if tx.running:
+                doing = tx.history[-1]["note"] if tx.history else tx.state.value
+                log.warning(
+                    "sync engine stopping: transaction %s (%s) cancelled in flight, last: %s",
+                    tx.correlation_id,
+                    tx.process.value,
+                    doing,
+                )
         for timer in self._timers:
             timer.cancel()
         for task in [*self._timers, *self._tasks]:

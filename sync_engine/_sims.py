@@ -59,9 +59,13 @@ class Simulators:
         )
 
     async def stop(self) -> None:
-        """Cancel background work and stop the services."""
+        """Stop the services, then cancel background work. Calls still being
+        answered (a hang, an injected delay) are cut short at once: the engine,
+        their only caller, has stopped before the simulators. The services stop
+        first so that no call still running schedules an event after its
+        system's deliveries were closed."""
         self.world.closing.set()
         for sim in (self.crm, self.billing, self.erp):
-            await sim.close()
+            await sim.server.stop(grace=0.0)
         for sim in (self.crm, self.billing, self.erp):
-            await sim.server.stop()
+            await sim.close()

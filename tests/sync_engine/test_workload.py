@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from sync_engine import ConfigError, EngineConfig, Workload, WorkloadConfig
+from sync_engine import ConfigError, EngineConfig, Workload, WorkloadConfig, parse_profile
 from sync_engine._cli import main
 
 _KEYS = {"correlation_id", "process", "scenario", "legal_entity", "started_at", "faults", "expected"}
@@ -120,3 +123,89 @@ def test_the_run_command_line_parser_is_public() -> None:
     assert build_parser().parse_args([]).otlp_endpoint == "http://127.0.0.1:4318"
     with pytest.raises(SystemExit):
         build_parser().parse_args(["--rate", "fast"])
+
+
+def test_stopping_with_calls_in_flight_logs_one_line_per_transaction_and_no_traceback(
+    caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """ERP sleeps through a long injected delay on every call; the workload is
+    stopped while those calls are being answered. Each transaction cut short
+    gets one line; nobody logs a cancelled task's traceback (uvicorn used to,
+    once per request, after its graceful-shutdown timeout)."""
+    profile = parse_profile(
+        {
+            "version": "revtrace/v1",
+            "kind": "FaultProfile",
+            "name": "erp-asleep",
+            "mix": {"new_sale": 1},
+            "latency": {"webhook": {"median": 0.3, "p99": 1.0}},
+            "faults": [{"kind": "erp_slow", "rate": 1.0, "delay": 100_000}],
+        }
+    )
+    caplog.set_level(logging.DEBUG)
+    workload = Workload(
+        WorkloadConfig(
+            rate_per_s=20,
+            profile=profile,
+            seed=2,
+            otlp_endpoint=None,
+            configure_tracer=False,
+            time_scale=0.02,
+            max_scenarios=4,
+            drain_timeout_s=0,
+            engine=EngineConfig(reconcile_every=0),
+        )
+    )
+    # uvicorn's loggers do not propagate to the root, and its servers configure them
+    # when they are built: listen once the workload has started.
+    uvicorn_log = logging.getLogger("uvicorn")
+    try:
+        workload.start()
+        uvicorn_log.addHandler(caplog.handler)
+        erp = workload._runtime.sims.erp.server  # type: ignore[union-attr]
+        deadline = time.monotonic() + 30
+        while erp.handling < 2 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert erp.handling >= 2
+        workload.stop()
+    finally:
+        workload.stop()
+        uvicorn_log.removeHandler(caplog.handler)
+    assert "Traceback" not in capfd.readouterr().err
+    records = [r for r in caplog.records if r.levelno >= logging.INFO and r.name != "httpx"]
+    messages = [f"{r.name}: {r.getMessage()}" for r in records]
+    assert not [r for r in records if r.exc_info or r.name.startswith("uvicorn")], messages
+    cancelled = [r.getMessage() for r in records if "cancelled in flight" in r.getMessage()]
+    assert cancelled and len(cancelled) == len(records), messages
+    cids = [message.split("transaction ", 1)[1].split(" ", 1)[0] for message in cancelled]
+    assert len(cids) == len(set(cids))
+
+
+def test_a_request_cut_short_by_stop_is_answered_503(caplog: pytest.LogCaptureFixture) -> None:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route
+
+    from sync_engine._server import HttpServer
+
+    async def forever(request: Request) -> Response:
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def run() -> tuple[int, int, str]:
+        server = HttpServer(Starlette(routes=[Route("/hang", forever)]), name="test")
+        await server.start()
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            call = asyncio.create_task(client.get("/hang"))
+            while server.handling == 0:
+                await asyncio.sleep(0.005)
+            await server.stop(grace=0)
+            response = await call
+        return response.status_code, server.handling, response.text
+
+    caplog.set_level(logging.DEBUG)
+    assert asyncio.run(run()) == (503, 0, "shutting down")
+    assert [r.getMessage() for r in caplog.records if r.name == "sync_engine"] == [
+        "test: GET /hang cut short by shutdown"
+    ]
