@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
 from collector.migrations import RenderOptions, migrate
@@ -21,7 +22,16 @@ from collector.store import Store, open_store
 
 # CI runs the property tests derandomized: the same examples every run, so a
 # landing never depends on the luck of the draw. Locally every run explores anew.
-hypothesis_settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+# No deadline or speed health check either: a shared CI machine is not a
+# reason for a property to fail.
+hypothesis_settings.register_profile(
+    "ci",
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
