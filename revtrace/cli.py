@@ -168,6 +168,8 @@ def demo(
         f"transactions: {summary.get('transactions', '?')}  spans stored: {summary.get('spans_stored', 0)}"
     )
     click.echo(f"ground truth: {result.ground_truth}")
+    if summary.get("cut_short"):
+        click.echo(f"({summary['cut_short']} transactions cut short by the end of the run are not scored)")
     click.echo("what was injected vs what revtrace reported, per category:")
     click.echo(result.score_table)
 
