@@ -26,8 +26,12 @@ log = logging.getLogger(__name__)
 def _handle(ingest: Ingest, signal: Signal, request: Any, context: Any) -> Any:
     metadata = dict(context.invocation_metadata() or ())
     try:
-        ingest.authenticate(metadata.get("authorization"))
-        ingest.check_capacity()
+        try:
+            ingest.authenticate(metadata.get("authorization"))
+            ingest.check_capacity()
+        except IngestError:
+            ingest.refused(signal)  # refused before decoding (UNAUTHENTICATED, UNAVAILABLE): counted
+            raise
         return ingest.handle_message(signal, request)
     except Unauthorized as exc:
         context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))

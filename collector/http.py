@@ -185,14 +185,18 @@ class OTLPHttpApp:
 
     async def _export(self, signal: Signal, headers: Mapping[str, str], receive: Receive, send: Send) -> None:
         ingest = self.ingest
-        ingest.authenticate(headers.get("authorization"))
-        ingest.check_capacity()
         limit = ingest.max_body_bytes
         declared = (
             int(headers.get("content-length", "0") or 0) if headers.get("content-length", "").isdigit() else 0
         )
         reserved = min(max(declared, 0), limit)
-        self._reserve(reserved)
+        try:
+            ingest.authenticate(headers.get("authorization"))
+            ingest.check_capacity()
+            self._reserve(reserved)
+        except IngestError:
+            ingest.refused(signal)  # refused before reading the body (401, 503): counted like any refusal
+            raise
         try:
             raw = await self._read_limited(receive, headers, limit)
             extra = len(raw) - reserved

@@ -263,7 +263,8 @@ class Ingest:
         return self.spool_converted(signal, Converted.of(batch))
 
     def refused(self, signal: Signal) -> None:
-        """Count a request refused before conversion finished (bad body)."""
+        """Count a request refused before conversion finished (no valid token, no
+        room, a bad body)."""
         self.stats.requests[signal] += 1
         self.stats.refused[signal] += 1
 

@@ -126,6 +126,7 @@ def test_ingest_without_a_valid_token_is_refused(secured: Server, figures: Figur
     metrics: every one 401 with ``WWW-Authenticate``, nothing accepted. Both
     configured tokens work, with the scheme in any case."""
     before = _accepted(secured)
+    refused_before = sum(secured.status()["ingest"]["refused"].values())
     body = body_of(make_spans(3, "token"))
     for name, headers in REFUSED_AUTHORIZATIONS.items():
         for signal in ("traces", "metrics"):
@@ -139,6 +140,8 @@ def test_ingest_without_a_valid_token_is_refused(secured: Server, figures: Figur
     figures.add("refused requests")
     assert in_query.status_code == 401
     assert _accepted(secured) == before
+    # Every refusal shows in the collector's counters (and its metrics).
+    assert sum(secured.status()["ingest"]["refused"].values()) - refused_before == figures["refused requests"]
     for token, scheme in ((SECRETS["ingest token A"], "Bearer"), (SECRETS["ingest token B"], "bearer")):
         ok = httpx.post(
             f"{secured.endpoint}/v1/traces",

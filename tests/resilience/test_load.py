@@ -188,6 +188,8 @@ def test_backpressure_exporter_retries_without_loss(tmp_path: Path, figures: Fig
     per = accounting["per_service"]
     assert status["ingest"]["refused"].get("traces", 0) > 0, "the collector never pushed back"
     assert figures["exporter_retries"] > 0
+    # Every retry followed a 503 the collector counted.
+    assert figures["refused_503"] >= figures["exporter_retries"]
     # The roomy adapter retried through every 503 and lost nothing.
     assert per["bp-roomy"]["dropped"] == 0, results["bp-roomy"]
     assert per["bp-roomy"]["stored"] == per["bp-roomy"]["produced"]
