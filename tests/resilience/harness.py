@@ -314,10 +314,16 @@ class Producers:
             self._processes.append((service, process))
         return self
 
-    def wait(self, timeout: float = 600.0) -> dict[str, dict[str, Any]]:
-        """Each service's summary (see the producer's docstring)."""
+    @property
+    def profile_seconds(self) -> float:
+        """How long the profile runs (the sum of its phases)."""
+        return sum(float(part.partition("x")[2]) for part in self.profile.split(","))
+
+    def wait(self, timeout: float | None = None) -> dict[str, dict[str, Any]]:
+        """Each service's summary (see the producer's docstring). The default
+        timeout is the profile's length plus ten minutes to drain."""
         results: dict[str, dict[str, Any]] = {}
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (self.profile_seconds + 600 if timeout is None else timeout)
         for service, process in self._processes:
             out, _ = process.communicate(timeout=max(1.0, deadline - time.monotonic()))
             assert process.returncode == 0, (
