@@ -211,15 +211,17 @@ def merge(
     short run) or did not collect it; tests whose file is gone are dropped."""
     tests: dict[str, Any] = dict((previous or {}).get("tests", {}))
     runs: dict[str, Any] = dict((previous or {}).get("runs", {}))
-    name = str(run["name"])
-    runs[name] = dict(run)
+    run_id = f"{run['name']} {run['started_iso']}"
+    runs[run_id] = dict(run)
     for entry in raw.get("tests", []):
         nodeid = str(entry["id"])
         old = tests.get(nodeid)
         if _stale(entry) and old is not None and not _stale(old):
             continue
-        tests[nodeid] = {**entry, "run": name}
+        tests[nodeid] = {**entry, "run": run_id}
     tests = {k: v for k, v in tests.items() if (root / _base(k)[0]).exists()}
+    cited = {str(t.get("run", "")) for t in tests.values()}
+    runs = {k: v for k, v in runs.items() if k in cited}
     return {"generated": run["finished"], "runs": runs, "tests": dict(sorted(tests.items()))}
 
 
@@ -456,7 +458,10 @@ def render(results: Mapping[str, Any], commands: Mapping[str, str]) -> str:
         "",
         "Runs these figures come from:",
         "",
-        *(f"- **{name}:** {_machine(run)}" for name, run in sorted(runs.items())),
+        *(
+            f"- **{run.get('name', run_id)} run:** {_machine(run)}"
+            for run_id, run in sorted(runs.items(), key=lambda item: float(item[1].get("started", 0)))
+        ),
         "",
     ]
     for section in SECTIONS:
@@ -470,7 +475,8 @@ def render(results: Mapping[str, Any], commands: Mapping[str, str]) -> str:
         out += ["What each test does:", ""]
         for row in rows:
             where = f"`{row.file}::{row.function}`"
-            run = f" *(from the {row.run} run)*" if row.run and row.run != "short" else ""
+            name = str(runs.get(row.run, {}).get("name", row.run))
+            run = f" *(from the {name} run of {runs[row.run]['started_iso']})*" if name == "soak" else ""
             out.append(
                 f"- **{row.name}** — {row.doc}{run} ({where})" if row.doc else f"- **{row.name}** ({where})"
             )
