@@ -475,8 +475,8 @@ def render(results: Mapping[str, Any], commands: Mapping[str, str]) -> str:
         out += ["What each test does:", ""]
         for row in rows:
             where = f"`{row.file}::{row.function}`"
-            name = str(runs.get(row.run, {}).get("name", row.run))
-            run = f" *(from the {name} run of {runs[row.run]['started_iso']})*" if name == "soak" else ""
+            started = runs.get(row.run, {}).get("started_iso", "")
+            run = f" *(a soak test; from the run of {started})*" if row.entries[0].get("soak") else ""
             out.append(
                 f"- **{row.name}** — {row.doc}{run} ({where})" if row.doc else f"- **{row.name}** ({where})"
             )
