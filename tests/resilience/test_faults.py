@@ -29,7 +29,7 @@ from sla_rules import Evaluator, builtin_pack, parse_rules
 from tests.collector.helpers import body_of, make_spans, wait_for_count
 from tests.resilience import spans
 from tests.resilience.conftest import Figures
-from tests.resilience.harness import EXPORTER_ENV, Producers, WebhookReceiver
+from tests.resilience.harness import EXPORTER_ENV, Producers, Server, WebhookReceiver, free_port, query_store
 
 PB = {"content-type": "application/x-protobuf"}
 
@@ -130,6 +130,60 @@ def test_store_unavailable_for_minutes(
 ) -> None:
     """The same with the store away for three minutes (36,000 spans spooled)."""
     _store_outage(store, collector_for_adapters, tmp_path, figures, outage_s=180)
+
+
+# --- revtrace up killed mid-stream ----------------------------------------------------------------
+
+
+def test_revtrace_up_killed_mid_stream_with_real_exporters(tmp_path: Path, figures: Figures) -> None:
+    """Two adapters send 150 spans/s each through the real tracer into ``revtrace
+    up``; four seconds in, ``up`` is killed with SIGKILL and started again on the
+    same port and data directory. The adapters' exporters retry through the outage
+    (connection refused, then 2xx), the restarted collector writes what its spool
+    held and drops the re-sent spans it had already spooled: every span is in the
+    store exactly once, and no adapter dropped any."""
+    services = ["killed-0", "killed-1"]
+    server = Server(tmp_path / "up", http_port=free_port())
+    producers = Producers("", services, "150x10", env=EXPORTER_ENV, log_dir=tmp_path)
+    with server:
+        producers.endpoint = server.endpoint
+        producers.start()
+        try:
+            time.sleep(4)
+            killed_at = server.status()["ingest"]["accepted"].get("traces", 0)
+            server.kill()
+            down_from = time.monotonic()
+            server.start()
+            figures["down_s"] = round(time.monotonic() - down_from, 1)
+            results = producers.wait()
+        finally:
+            producers.kill()
+        status = server.wait_drained()
+        assert server.stop() == 0
+    counts = query_store(
+        server.store_url,
+        {
+            "traces": "SELECT count(), uniqExact(TraceId, SpanId) FROM otel_traces "
+            "WHERE ServiceName LIKE 'killed-%'",
+            "business": "SELECT count() FROM revtrace_spans WHERE ServiceName LIKE 'killed-%'",
+        },
+    )
+    stored, distinct = (int(x) for x in counts["traces"][0])
+    produced = sum(r["produced"] for r in results.values())
+    dropped = sum(r["dropped"] for r in results.values())
+    figures.update(
+        accepted_before_kill=int(killed_at),
+        accepted=produced - dropped,
+        stored=stored,
+        lost=produced - dropped - distinct,
+        doubled=stored - distinct,
+        dropped_counted=dropped,
+        duplicates_dropped_on_restart=int(status["ingest"]["duplicates"].get("traces", 0)),
+        exporter_retries=sum(producers.log(s).count("retrying in") for s in services),
+    )
+    assert 0 < killed_at < produced
+    assert dropped == 0, results
+    assert stored == distinct == produced == int(counts["business"][0][0]), (counts, produced)
 
 
 # --- the spool limit ------------------------------------------------------------------------------
