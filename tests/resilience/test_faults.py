@@ -137,7 +137,7 @@ def test_store_unavailable_for_minutes(
 
 def test_revtrace_up_killed_mid_stream_with_real_exporters(tmp_path: Path, figures: Figures) -> None:
     """Two adapters send 150 spans/s each through the real tracer into ``revtrace
-    up``; four seconds in, ``up`` is killed with SIGKILL and started again on the
+    up``; once it has accepted a thousand spans, ``up`` is killed with SIGKILL and started again on the
     same port and data directory. The adapters' exporters retry through the outage
     (connection refused, then 2xx), the restarted collector writes what its spool
     held and drops the re-sent spans it had already spooled: every span is in the
@@ -149,8 +149,11 @@ def test_revtrace_up_killed_mid_stream_with_real_exporters(tmp_path: Path, figur
         producers.endpoint = server.endpoint
         producers.start()
         try:
-            time.sleep(4)
-            killed_at = server.status()["ingest"]["accepted"].get("traces", 0)
+            killed_at = 0
+            deadline = time.monotonic() + 30
+            while killed_at < 1000 and time.monotonic() < deadline:  # mid-stream: some accepted, most not
+                time.sleep(0.2)
+                killed_at = server.status()["ingest"]["accepted"].get("traces", 0)
             server.kill()
             down_from = time.monotonic()
             server.start()
