@@ -159,28 +159,32 @@ class RecentSpans:
     An OTLP client retries a request it got no answer for; when the collector
     had already spooled it (killed after the write, before the reply), the
     retry would store every span twice. Spans whose key was accepted within
-    the last ``capacity`` spans are dropped as duplicates instead.
+    the last ``capacity`` spans (at least half of it) are dropped as duplicates.
+
+    Two generations of plain sets: when the young one is full it becomes the
+    old one and the old one is dropped — half the memory of an ordered map and
+    O(1) per key, at the price of remembering between ``capacity / 2`` and
+    ``capacity`` keys instead of exactly ``capacity``.
     """
 
     def __init__(self, capacity: int = 1_000_000) -> None:
-        from collections import OrderedDict
-
         self.capacity = capacity
-        self._keys: OrderedDict[bytes, None] = OrderedDict()
+        self._young: set[bytes] = set()
+        self._old: set[bytes] = set()
 
     def __contains__(self, key: bytes) -> bool:
-        return key in self._keys
+        return key in self._young or key in self._old
 
     def __len__(self) -> int:
-        return len(self._keys)
+        return len(self._young | self._old)
 
     def add(self, keys: Iterable[bytes]) -> None:
-        """Remember ``keys``, forgetting the oldest beyond the capacity."""
-        store = self._keys
+        """Remember ``keys``; the oldest generation goes when the young one is full."""
+        half = max(1, self.capacity // 2)
         for key in keys:
-            store[key] = None
-        while len(store) > self.capacity:
-            store.popitem(last=False)
+            self._young.add(key)
+            if len(self._young) >= half:
+                self._old, self._young = self._young, set()
 
 
 class Ingest:

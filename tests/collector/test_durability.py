@@ -262,3 +262,13 @@ def test_one_spool_per_directory(tmp_path: Path) -> None:
     first.close()
     again = Spool(tmp_path / "spool", max_backlog_bytes=1 << 20)  # released on close
     again.close()
+
+
+def test_recent_span_keys_are_bounded() -> None:
+    from collector.ingest import RecentSpans
+
+    recent = RecentSpans(capacity=100)
+    recent.add(i.to_bytes(24, "big") for i in range(1000))
+    assert 50 <= len(recent) <= 100
+    assert (999).to_bytes(24, "big") in recent  # the newest are remembered
+    assert (0).to_bytes(24, "big") not in recent  # the oldest are forgotten
