@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 import threading
 import time
@@ -71,6 +72,7 @@ ENV_EXTERNAL_URL: Final = "REVTRACE_EXTERNAL_URL"
 """Base URL of the dashboard, for links in notifications (default http://127.0.0.1:8501)."""
 
 WATERMARK: Final = "watermark:transactions"
+_DAY: Final = 86_400.0
 
 _TX_COLUMNS: Final = (
     "CorrelationId",
@@ -224,6 +226,7 @@ class Evaluator:
         self.tx_rules: tuple[Rule, ...] = tuple(r for r in rules.rules if r.kind in TRANSACTION_KINDS)
         self.window_rules: tuple[Rule, ...] = tuple(r for r in rules.rules if self._has_window(r))
         self._plan = q.plan_facts(self.tx_rules)
+        self._facts_from: float | None = None
         self._scheduler: Any = None
         self._lock = threading.Lock()
 
@@ -239,18 +242,46 @@ class Evaluator:
 
     def watermark(self) -> float | None:
         """The store's clock when the last transactions pass started (epoch seconds), if any."""
-        value = self.store.query(
-            "SELECT argMax(Value, UpdatedAt) FROM revtrace_evaluator_state WHERE Name = {n:String}",
-            {"n": WATERMARK},
-        ).scalar()
+        value = self._state(WATERMARK)
         return float(value) if value else None
 
     def _set_watermark(self, at: float) -> None:
+        self._set_state(WATERMARK, repr(at))
+
+    def _state(self, name: str) -> str:
+        value = self.store.query(
+            "SELECT argMax(Value, UpdatedAt) FROM revtrace_evaluator_state WHERE Name = {n:String}",
+            {"n": name},
+        ).scalar()
+        return str(value or "")
+
+    def _set_state(self, name: str, value: str) -> None:
         self.store.insert_rows(
             "revtrace_evaluator_state",
-            [[WATERMARK, repr(at), q.to_db_time(time.time())]],
+            [[name, value, q.to_db_time(time.time())]],
             ("Name", "Value", "UpdatedAt"),
         )
+
+    def facts_ready(self, since: float, until: float, *, backfill: bool = True) -> bool:
+        """Whether ``revtrace_eval_facts`` holds every span from ``since`` on.
+
+        On a store that had spans before the table's view existed, each call
+        with ``backfill`` adds one day of them (newest first); until the
+        back-fill reaches ``since`` the passes read the spans instead.
+        """
+        if self._facts_from != 0.0:  # 0.0: complete from the start, for good
+            self._facts_from = q.facts_complete_from(self.store, self._state(q.FACTS_STATE))
+        complete = self._facts_from
+        if complete is None:
+            return False
+        if backfill and complete > since:
+            # The first day is open-ended: spans stamped ahead of the clock too.
+            start = math.floor(until / _DAY) * _DAY if math.isinf(complete) else complete - _DAY
+            log.info("back-filling revtrace_eval_facts with the spans from %s", q.to_db_time(start))
+            q.backfill_facts(self.store, start, complete)
+            self._set_state(q.FACTS_STATE, repr(start))
+            self._facts_from = complete = start
+        return complete <= since
 
     # --- passes --------------------------------------------------------------------------
 
@@ -295,6 +326,7 @@ class Evaluator:
                 horizon=horizon,
                 use_open=use_open,
                 extra=extra,
+                fast=self.facts_ready(horizon, until, backfill=write),
             ) as scan:
                 clean = scan.count_clean()
                 if write:

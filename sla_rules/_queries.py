@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import math
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -49,10 +50,13 @@ from sla_rules._spec import (
 from tracer.semconv import Outcome
 
 __all__ = [
+    "FACTS_STATE",
     "FactsPass",
     "FactsPlan",
+    "backfill_facts",
     "burn_stats",
     "duplicate_keys",
+    "facts_complete_from",
     "latency_stats",
     "mttr_stats",
     "plan_facts",
@@ -155,9 +159,18 @@ def _epoch(value: Any) -> float:
 @dataclass
 class FactsPlan:
     """The facts query for a rule set: which stages it looks at, the
-    "something may be wrong" condition, and the parameters both bind."""
+    "something may be wrong" condition, and the parameters both bind.
+
+    Every column has two forms: from the spans (``columns``) and from
+    ``revtrace_eval_facts`` (``fast_columns``); ``ambiguous`` lists what makes
+    the table's row insufficient (its transaction's facts then come from the
+    spans)."""
 
     columns: list[str] = field(default_factory=list)
+    fast_columns: list[str] = field(default_factory=list)
+    names: list[str] = field(default_factory=lambda: ["NotOk > 0", "LastRetry", "LastOk"])
+    """What the dirty condition reads (kept in the scratch table's ``Facts``)."""
+    ambiguous: list[str] = field(default_factory=list)
     conditions: list[str] = field(default_factory=list)
     params: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, int] = field(default_factory=dict)
@@ -169,6 +182,8 @@ class FactsPlan:
             self.stages[name] = i
             self.params[f"st_{i}"] = name
             self.columns.append(_fragment("col_first_ok", i=i))
+            self.fast_columns.append(_fragment("fast_first_ok", i=i))
+            self.names.append(f"ok_{i}")
         return self.stages[name]
 
     def amount(self, name: str) -> int:
@@ -176,18 +191,36 @@ class FactsPlan:
         if i not in self.amounts:
             self.amounts.add(i)
             self.columns.append(_fragment("col_amount", i=i))
+            self.fast_columns.append(_fragment("fast_amount", i=i))
+            self.names.append(f"amt_{i}")
         return i
 
-    def facts(self) -> str:
+    def facts(self, scope: str) -> str:
+        """The facts from the spans of the transactions ``scope`` selects."""
+        return sql("transactions", "facts", COLUMNS="\n    ".join(self.columns), SCOPE=scope)
+
+    def fast_facts(self) -> str:
+        """The facts of the candidates from ``revtrace_eval_facts``, with ``FromSpans``."""
         return sql(
             "transactions",
-            "facts",
-            COLUMNS="\n    ".join(self.columns),
-            CANDIDATES=sql("transactions", "candidates"),
+            "facts_fast",
+            COLUMNS="\n    ".join(self.fast_columns),
+            AMBIGUOUS="\n    ".join(self.ambiguous),
+            ROWS=facts_rows(
+                sql("transactions", "scope_candidates", CANDIDATES=sql("transactions", "candidates"))
+            ),
         )
 
     def dirty(self) -> str:
         return " OR ".join(self.conditions)
+
+
+def facts_rows(scope: str) -> str:
+    """``revtrace_eval_facts``, one row per transaction of ``scope`` with a span
+    in ``[horizon, until]`` (the parameters of the query it goes into)."""
+    return sql(
+        "transactions", "facts_rows", SCOPE=scope, SPLIT=sql("transactions", "facts_split", SCOPE=scope)
+    )
 
 
 def _fragment(name: str, **indexes: int) -> str:
@@ -222,6 +255,9 @@ def plan_facts(rules: Sequence[Rule]) -> FactsPlan:
                 i = k * 100 + j
                 plan.params[f"dup_{i}"] = stage
                 plan.columns.append(_fragment(f"col_dup_{rule.key}", i=i))
+                plan.fast_columns.append(_fragment("fast_dup_key", i=i))
+                plan.names.append(f"dup_{i}")
+                plan.ambiguous.append(_fragment("fast_ambiguous_key", i=i))
                 plan.conditions.append(_fragment("cond_dup", i=i))
         elif isinstance(rule, OrderingRule):
             for first, then in rule.dependencies:
@@ -233,6 +269,8 @@ def plan_facts(rules: Sequence[Rule]) -> FactsPlan:
     if object_dup_stages:
         plan.params["dup_stages"] = object_dup_stages
         plan.columns.append(_fragment("col_dup_objects"))
+        plan.fast_columns.append(_fragment("fast_dup_objects"))
+        plan.names.append("dup_objects")
         plan.conditions.append(_fragment("cond_dup_objects"))
     return plan
 
@@ -249,10 +287,58 @@ def _window_params(since: float | None, until: float, horizon: float, use_open: 
     }
 
 
+FACTS_STATE: Final = "facts:complete_from"
+"""``revtrace_evaluator_state`` entry: the span time (epoch seconds) from which
+the back-fill of ``revtrace_eval_facts`` is done."""
+_SPANS_VERSION: Final = "0003"  # collector/schema/0003_business_spans.sql: revtrace_spans
+_FACTS_VERSION: Final = "0102"  # collector/schema/0102_sla_facts.sql: revtrace_eval_facts and its view
+_ONE_MIGRATION_RUN_S: Final = 300.0
+"""Migrations recorded this close together ran in one ``db migrate`` (a cluster
+waits for every node on each statement: minutes, not hours)."""
+
+
+def facts_complete_from(store: Store, state: str | None) -> float | None:
+    """The span time from which ``revtrace_eval_facts`` holds every span.
+
+    0.0 when its view was created with the span table (a new store: every
+    span went through it); on a store that had spans before, what the
+    back-fill has done (``state``, the value of :data:`FACTS_STATE`; ``inf``
+    when it has not started); None when the table does not exist.
+    """
+    rows = _query(
+        store,
+        sql("transactions", "facts_schema"),
+        {"spans_version": _SPANS_VERSION, "facts_version": _FACTS_VERSION},
+    )
+    applied = {str(version): _epoch(at) for version, at in rows}
+    if _FACTS_VERSION not in applied:
+        return None
+    if applied[_FACTS_VERSION] - applied.get(_SPANS_VERSION, -math.inf) <= _ONE_MIGRATION_RUN_S:
+        return 0.0
+    return float(state) if state else math.inf
+
+
+def backfill_facts(store: Store, start: float, end: float) -> None:
+    """Aggregate the spans with ``start <= Timestamp < end`` into ``revtrace_eval_facts``
+    (idempotent: re-running it, or overlapping its view, changes no fact)."""
+    _command(
+        store,
+        sql("transactions", "backfill_facts"),
+        {"start": to_db_time(start), "end": to_db_time(min(end, _LAST_TIME))},
+    )
+
+
+_LAST_TIME: Final = 9_000_000_000.0  # 2255: within DateTime64(9), after any span
+
+
 class FactsPass:
     """One pass over the candidates: their facts are computed once into a
     scratch Memory table; :meth:`write_clean` and :meth:`fetch_dirty` read it.
-    Use as a context manager (the table is dropped on exit)."""
+    Use as a context manager (the table is dropped on exit).
+
+    With ``fast`` the facts come from ``revtrace_eval_facts`` (one row per
+    transaction, kept at ingest time), and from the spans only for the
+    candidates it cannot answer for; without, from the spans."""
 
     def __init__(
         self,
@@ -264,24 +350,39 @@ class FactsPass:
         horizon: float,
         use_open: bool,
         extra: Sequence[str],
+        fast: bool = False,
     ) -> None:
         self.store = store
         self.plan = plan
+        self.fast = fast
         self.scratch = f"_revtrace_eval_{uuid.uuid4().hex}"
         self.params = {**plan.params, **_window_params(since, until, horizon, use_open), "extra": list(extra)}
+        self.from_spans = 0
+        """Candidates whose facts were read from the spans although ``fast`` was asked for."""
+
+    def _stage(self, name: str, facts: str, from_spans: str) -> None:
+        text = sql(
+            "transactions",
+            name,
+            SCRATCH=self.scratch,
+            FACTS=facts,
+            DIRTY=self.plan.dirty(),
+            FROM_SPANS=from_spans,
+            NAMES=", ".join(self.plan.names),
+        )
+        _command(self.store, text, self.params)
 
     def __enter__(self) -> FactsPass:
-        _command(
-            self.store,
-            sql(
-                "transactions",
-                "stage_facts",
-                SCRATCH=self.scratch,
-                FACTS=self.plan.facts(),
-                DIRTY=self.plan.dirty(),
-            ),
-            self.params,
-        )
+        if not self.fast:
+            scope = sql("transactions", "scope_candidates", CANDIDATES=sql("transactions", "candidates"))
+            self._stage("stage_facts", self.plan.facts(scope), "0")
+            return self
+        self._stage("stage_facts", self.plan.fast_facts(), "FromSpans")
+        count = sql("transactions", "count_from_spans", SCRATCH=self.scratch)
+        self.from_spans = int(_query(self.store, count).scalar() or 0)
+        if self.from_spans:
+            scope = sql("transactions", "scope_from_spans", SCRATCH=self.scratch)
+            self._stage("insert_from_spans", self.plan.facts(scope), "0")
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -16,12 +16,13 @@ SELECT CorrelationId FROM revtrace_transactions FINAL
 WHERE {use_open:UInt8} = 1 AND Status IN /*@OPEN_STATUSES@*/ AND LastSeen >= {horizon:DateTime64(9)}
 
 -- name: facts
--- One row per candidate transaction: its dimensions and what the rules need.
--- Read straight from the table (a wrapping subquery costs a third more);
--- /*@OK@*/ and /*@EFFECT@*/ are the per-span success expressions. On a cold
--- start every transaction in the lookback is a candidate ({everything} = 1):
--- no IN list. max() of a dimension is its non-empty value when one span
--- leaves it empty.
+-- One row per transaction of /*@SCOPE@*/, from its spans: its dimensions and
+-- what the rules need. Read straight from the table (a wrapping subquery costs
+-- a third more); /*@OK@*/ and /*@EFFECT@*/ are the per-span success
+-- expressions. max() of a dimension is its non-empty value when one span
+-- leaves it empty. The scope is the candidates (scope_candidates) when
+-- revtrace_eval_facts does not cover the window, else the candidates it
+-- could not answer for (scope_from_spans).
 SELECT
     CorrelationId,
     max(Process) AS Process,
@@ -39,8 +40,98 @@ SELECT
 FROM revtrace_spans
 WHERE Timestamp >= {horizon:DateTime64(9)}
   AND Timestamp <= {until:DateTime64(9)}
-  AND ({everything:UInt8} = 1 OR CorrelationId IN (/*@CANDIDATES@*/))
+  AND /*@SCOPE@*/
 GROUP BY CorrelationId
+
+-- name: scope_candidates
+-- On a cold start every transaction in the lookback is a candidate
+-- ({everything} = 1): no IN list. GLOBAL: on a cluster the candidates are
+-- collected once and sent to every shard.
+({everything:UInt8} = 1 OR CorrelationId GLOBAL IN (/*@CANDIDATES@*/))
+
+-- name: scope_from_spans
+CorrelationId GLOBAL IN (SELECT CorrelationId FROM /*@SCRATCH@*/ WHERE FromSpans)
+
+-- name: facts_rows
+-- revtrace_eval_facts (kept by a materialized view at ingest time) for the
+-- transactions of /*@SCOPE@*/ with a span in [{horizon}, {until}]: one row
+-- each. Rows of one transaction's inserts that the background merges have not
+-- combined yet are combined here (FINAL would pass every row through the
+-- merge and costs three times as much). A row whose spans all lie before
+-- {horizon}, or all after {until}, is left out: a transaction left with only
+-- rows inside the window has exactly its spans in the window, and one with a
+-- row reaching out of it is read from its spans (FromSpans in facts_fast).
+-- Unused columns cost nothing: the reader names the ones it needs.
+SELECT CorrelationId, Start, LastStart, End, finalizeAggregation(LastStage) AS LastStage,
+       Process, LegalEntity, Region, Currency, finalizeAggregation(Amount) AS Amount,
+       NotOk, LastRetry, LastOk, Stages, FirstEffects, Effects, FirstOks, LastOks, FirstFailures, Vendors,
+       ObjectMins, ObjectMaxs, AmountAts, Amounts
+FROM revtrace_eval_facts
+WHERE LastStart >= {horizon:DateTime64(9)} AND Start <= {until:DateTime64(9)} AND /*@SCOPE@*/
+  AND CorrelationId NOT IN (/*@SPLIT@*/)
+UNION ALL
+SELECT CorrelationId, min(Start), max(LastStart), max(End), argMaxMerge(LastStage),
+       max(Process), max(LegalEntity), max(Region), max(Currency), argMinMerge(Amount),
+       max(NotOk), max(LastRetry), max(LastOk), groupArrayArray(Stages), groupArrayArray(FirstEffects),
+       groupArrayArray(Effects), groupArrayArray(FirstOks), groupArrayArray(LastOks),
+       groupArrayArray(FirstFailures), groupArrayArray(Vendors), groupArrayArray(ObjectMins),
+       groupArrayArray(ObjectMaxs), groupArrayArray(AmountAts), groupArrayArray(Amounts)
+FROM revtrace_eval_facts
+WHERE LastStart >= {horizon:DateTime64(9)} AND Start <= {until:DateTime64(9)} AND /*@SCOPE@*/
+  AND CorrelationId IN (/*@SPLIT@*/)
+GROUP BY CorrelationId
+
+-- name: facts_split
+SELECT CorrelationId FROM revtrace_eval_facts
+WHERE LastStart >= {horizon:DateTime64(9)} AND Start <= {until:DateTime64(9)} AND /*@SCOPE@*/
+GROUP BY CorrelationId
+HAVING count() > 1
+
+-- name: facts_fast
+-- The facts of facts_rows' transactions whose every span lies in the window.
+-- The others are marked FromSpans and their facts are read from the spans
+-- (facts, scope_from_spans): those with a span before the horizon or after
+-- {until}, and those the table cannot answer for (/*@AMBIGUOUS@*/: a stage of
+-- a key-duplicate rule took effect twice). Stages and the arrays aligned with
+-- it hold an entry per stage and insert; Repeats says a stage has more than
+-- one, and the per-stage columns then take the min or max over them.
+SELECT
+    CorrelationId, Process, LegalEntity, Region, Amount, Currency,
+    Start AS FirstSeen, End AS LastSeen, LastStage, NotOk, LastRetry, LastOk,
+    length(Stages) > length(arrayDistinct(Stages)) AS Repeats,
+    (Start < {horizon:DateTime64(9)} OR LastStart > {until:DateTime64(9)} /*@AMBIGUOUS@*/) AS FromSpans
+    /*@COLUMNS@*/
+FROM (/*@ROWS@*/)
+
+-- name: fast_first_ok
+, if(Repeats,
+     arrayMin(arrayFilter((t, s) -> s = {st_@i@:String} AND t > toDateTime64(0, 9), FirstEffects, Stages)),
+     FirstEffects[indexOf(Stages, {st_@i@:String})]) AS ok_@i@
+
+-- name: fast_amount
+-- The end and amount of the stage's first effect with an amount (1970: none).
+, if(Repeats,
+     arrayMin(arrayFilter((x, s) -> s = {st_@i@:String} AND x.1 > toDateTime64(0, 9), arrayZip(AmountAts, Amounts), Stages)),
+     (AmountAts[indexOf(Stages, {st_@i@:String})], Amounts[indexOf(Stages, {st_@i@:String})])) AS amt_at_@i@
+    , if(amt_at_@i@.1 > toDateTime64(0, 9), amt_at_@i@.2, NULL) AS amt_@i@
+
+-- name: fast_dup_objects
+-- Two different objects for one stage: its smallest object id hash is below
+-- its largest (an entry that saw no object has 0 for both).
+, if(Repeats,
+     arrayExists(st -> arrayMin(arrayFilter((lo, hi, s) -> s = st AND hi > 0, ObjectMins, ObjectMaxs, Stages))
+                       < arrayMax(arrayFilter((hi, s) -> s = st, ObjectMaxs, Stages)),
+                 {dup_stages:Array(String)}),
+     arrayExists((s, lo, hi) -> lo < hi AND has({dup_stages:Array(String)}, s), Stages, ObjectMins, ObjectMaxs)) AS dup_objects
+
+-- name: fast_dup_key
+-- A key applied twice needs two effects of the stage; with two, the spans decide.
+, false AS dup_@i@
+
+-- name: fast_ambiguous_key
+OR if(Repeats,
+      arraySum(arrayFilter((n, s) -> s = {dup_@i@:String}, Effects, Stages)),
+      Effects[indexOf(Stages, {dup_@i@:String})]) > 1
 
 -- name: col_first_ok
 , minIf(EndTimestamp, Stage = {st_@i@:String} AND /*@EFFECT@*/) AS ok_@i@
@@ -89,11 +180,87 @@ dup_@i@
 
 -- name: stage_facts
 -- The facts of every candidate, computed once per pass into a scratch table
--- (/*@SCRATCH@*/, Memory engine, dropped after the pass), with Dirty saying
--- whether something may be wrong with it.
+-- (/*@SCRATCH@*/, Memory engine, dropped after the pass, on the node this
+-- session talks to: every query that reads it from the shards says GLOBAL),
+-- with Dirty saying whether something may be wrong with it. A FromSpans row
+-- holds no facts: its transaction's row is added by insert_from_spans. Facts
+-- keeps what decided Dirty; computing it for the table first also makes
+-- ClickHouse compute each fact once (a fact used only inside the lazily
+-- evaluated OR would be computed again for every condition naming it).
 CREATE TABLE /*@SCRATCH@*/ ENGINE = Memory AS
 SELECT CorrelationId, Process, LegalEntity, Region, Amount, Currency, FirstSeen, LastSeen, LastStage,
-       ((/*@DIRTY@*/) OR has({extra:Array(String)}, CorrelationId)) AS Dirty
+       ((/*@DIRTY@*/) OR has({extra:Array(String)}, CorrelationId)) AS Dirty,
+       toUInt8(/*@FROM_SPANS@*/) AS FromSpans,
+       tuple(/*@NAMES@*/) AS Facts
+FROM (/*@FACTS@*/)
+
+-- name: facts_schema
+-- When the span table (0003) and the facts table (0102) were created.
+SELECT version, max(applied_at) FROM revtrace_schema_migrations
+WHERE version IN ({spans_version:String}, {facts_version:String})
+GROUP BY version
+
+-- name: backfill_facts
+-- revtrace_eval_facts for the spans written before its view existed, one
+-- time range at a time: the view's SELECT (collector/schema/0102_sla_facts.sql,
+-- kept equal by tests/sla_rules/test_facts.py) over the spans in [start, end).
+-- Every fact is a min or max, so spans the view already saw change nothing.
+INSERT INTO revtrace_eval_facts
+SELECT
+    CorrelationId, Start, LastStart, End, LastStage, Process, LegalEntity, Region, Currency,
+    FirstAmount AS Amount, NotOk, LastRetry, LastOk,
+    arrayMap(g -> g[1].1, steps) AS Stages,
+    arrayMap(g -> arrayMin(arrayFilter(x -> x.3, g).2), steps) AS FirstEffects,
+    arrayMap(g -> toUInt32(arrayCount(x -> x.3, g)), steps) AS Effects,
+    arrayMap(g -> arrayMin(arrayFilter(x -> x.4, g).2), steps) AS FirstOks,
+    arrayMap(g -> arrayMax(arrayFilter(x -> x.4, g).2), steps) AS LastOks,
+    arrayMap(g -> arrayMin(arrayFilter(x -> x.5, g).2), steps) AS FirstFailures,
+    arrayMap(g -> arrayMax(g.6), steps) AS Vendors,
+    arrayMap(g -> arrayMin(arrayFilter(x -> x.3 AND x.7 != 0, g).7), steps) AS ObjectMins,
+    arrayMap(g -> arrayMax(arrayFilter(x -> x.3, g).7), steps) AS ObjectMaxs,
+    arrayMap(g -> arrayMin(arrayFilter(x -> x.3 AND x.8 IS NOT NULL, g).2), steps) AS AmountAts,
+    arrayMap(g -> assumeNotNull(arrayMin(arrayMap(x -> (x.2, x.8), arrayFilter(x -> x.3 AND x.8 IS NOT NULL, g))).2), steps) AS Amounts
+FROM (
+    SELECT
+        CorrelationId,
+        min(Timestamp) AS Start,
+        max(Timestamp) AS LastStart,
+        max(EndTimestamp) AS End,
+        argMaxState(toString(Stage), EndTimestamp) AS LastStage,
+        max(toString(Process)) AS Process,
+        max(toString(LegalEntity)) AS LegalEntity,
+        max(toString(Region)) AS Region,
+        max(toString(Currency)) AS Currency,
+        argMinState(Amount, Timestamp) AS FirstAmount,
+        max(NOT (Outcome IN ('ok', '', 'skipped_duplicate', 'compensated') AND NOT (Outcome = '' AND StatusCode = 'Error')) AND Outcome != 'retrying') AS NotOk,
+        maxIf(EndTimestamp, Outcome = 'retrying') AS LastRetry,
+        maxIf(EndTimestamp, (Outcome IN ('ok', '', 'skipped_duplicate', 'compensated') AND NOT (Outcome = '' AND StatusCode = 'Error'))) AS LastOk,
+        arraySort(groupArray((
+            toString(Stage),
+            EndTimestamp,
+            (Outcome IN ('ok', '') AND StatusCode != 'Error'),
+            (Outcome IN ('ok', '', 'skipped_duplicate', 'compensated') AND NOT (Outcome = '' AND StatusCode = 'Error')),
+            (Outcome IN ('failed', 'dead_lettered', 'parked') OR (Outcome = '' AND StatusCode = 'Error')),
+            toString(Vendor),
+            if(ObjectId = '', 0, cityHash64(ObjectId)),
+            Amount))) AS spans,
+        arraySplit((x, first) -> first, spans, arrayMap((x, i) -> i = 1 OR x.1 != spans[i - 1].1, spans, arrayEnumerate(spans))) AS steps
+    FROM revtrace_spans
+    WHERE Timestamp >= {start:DateTime64(9)} AND Timestamp < {end:DateTime64(9)}
+    GROUP BY CorrelationId
+)
+
+-- name: count_from_spans
+SELECT count() FROM /*@SCRATCH@*/ WHERE FromSpans
+
+-- name: insert_from_spans
+-- The facts of the FromSpans candidates, from their spans.
+INSERT INTO /*@SCRATCH@*/
+    (CorrelationId, Process, LegalEntity, Region, Amount, Currency, FirstSeen, LastSeen, LastStage, Dirty, FromSpans, Facts)
+SELECT CorrelationId, Process, LegalEntity, Region, Amount, Currency, FirstSeen, LastSeen, LastStage,
+       ((/*@DIRTY@*/) OR has({extra:Array(String)}, CorrelationId)) AS Dirty,
+       toUInt8(0) AS FromSpans,
+       tuple(/*@NAMES@*/) AS Facts
 FROM (/*@FACTS@*/)
 
 -- name: insert_clean
@@ -105,13 +272,14 @@ INSERT INTO revtrace_transactions
 SELECT CorrelationId, Process, LegalEntity, Region, /*@STATUS_OK@*/, '', '', '', '{}',
        FirstSeen, LastSeen, LastStage, Amount, Currency, [], {now:DateTime64(3)}
 FROM /*@SCRATCH@*/
-WHERE NOT Dirty
+WHERE NOT Dirty AND NOT FromSpans
 
 -- name: count_clean
-SELECT countIf(NOT Dirty) FROM /*@SCRATCH@*/
+SELECT countIf(NOT Dirty AND NOT FromSpans) FROM /*@SCRATCH@*/
 
 -- name: dirty_spans
--- Every span of the transactions something may be wrong with.
+-- Every span of the transactions something may be wrong with (GLOBAL: the
+-- scratch table is on this node only).
 SELECT
     CorrelationId, Process, LegalEntity, Region, Stage, System, Vendor,
     toUnixTimestamp64Nano(Timestamp) AS StartNs, toUnixTimestamp64Nano(EndTimestamp) AS EndNs,
@@ -120,8 +288,8 @@ SELECT
 FROM revtrace_spans
 WHERE Timestamp >= {horizon:DateTime64(9)}
   AND Timestamp <= {until:DateTime64(9)}
-  AND CorrelationId IN (
-      SELECT CorrelationId FROM /*@SCRATCH@*/ WHERE Dirty
+  AND CorrelationId GLOBAL IN (
+      SELECT CorrelationId FROM /*@SCRATCH@*/ WHERE Dirty AND NOT FromSpans
       UNION ALL
       SELECT arrayJoin({extra:Array(String)}))
 

@@ -340,11 +340,6 @@ def test_every_grafana_panel_runs_on_the_cluster_as_the_read_only_user(
     assert len(spans) == 5 and {s["traceID"] for s in spans} == {"q2c-stuck"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the evaluator joins the Distributed tables with a scratch table that exists on the connected "
-    "node only (_revtrace_eval_*: UNKNOWN_TABLE on the other shard); it needs GLOBAL IN or bound arrays",
-)
 def test_the_evaluator_runs_unchanged_on_the_distributed_tables(
     loaded: list[Store], shards: list[ChdbHttpServer], tmp_path: Path
 ) -> None:
