@@ -741,13 +741,20 @@ def _stage_states(
 ]:
     """Per stage, in order: (open failures, held, retrying, absorbed blips)."""
     by_stage: dict[str, list[SpanSignal]] = defaultdict(list)
+    failing: set[str] = set()
     for span in spans:
         by_stage[span.stage].append(span)
+        if span.failed:
+            failing.add(span.stage)
     failed: list[tuple[SpanSignal, int]] = []
     held: list[tuple[SpanSignal, int]] = []
     retrying: list[SpanSignal] = []
     absorbed: list[dict[str, Any]] = []
+    if not failing:  # most transactions: nothing to sort out
+        return failed, held, retrying, absorbed
     for stage, attempts in by_stage.items():
+        if stage not in failing:
+            continue
         attempts.sort(key=lambda s: (s.end, s.attempt))
         failures = [s for s in attempts if s.failed]
         if not failures:

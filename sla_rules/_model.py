@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import cached_property
 from typing import Any, Final
 
 from tracer.semconv import FailureCategory, Outcome, TransactionStatus
@@ -130,8 +131,16 @@ class TransactionFacts:
     def first_ok(self, stage: str) -> float | None:
         """End of the first span of ``stage`` that took effect (a skipped
         duplicate delivery does not count: the stage did not happen then)."""
-        ends = [s.end for s in self.spans if s.stage == stage and s.effect]
-        return min(ends) if ends else None
+        return self._first_effects.get(stage)
+
+    @cached_property
+    def _first_effects(self) -> dict[str, float]:
+        # Every rule asks for a few stages of every transaction: one pass over the spans.
+        out: dict[str, float] = {}
+        for s in self.spans:
+            if s.effect and (s.stage not in out or s.end < out[s.stage]):
+                out[s.stage] = s.end
+        return out
 
 
 @dataclass(frozen=True)

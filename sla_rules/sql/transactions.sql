@@ -265,10 +265,13 @@ FROM (/*@FACTS@*/)
 
 -- name: insert_clean
 -- Transactions nothing is wrong with and nothing is pending for: ok, written
--- server-side without a round trip.
+-- server-side without a round trip. One row per transaction: the
+-- ReplacingMergeTree has nothing to replace within the insert, so it skips
+-- the merge on insert (a third of the insert's time on a cold start).
 INSERT INTO revtrace_transactions
     (CorrelationId, Process, LegalEntity, Region, Status, Category, Severity, Reason, Evidence,
      FirstSeen, LastSeen, LastStage, Amount, Currency, Rules, EvaluatedAt)
+SETTINGS optimize_on_insert = 0
 SELECT CorrelationId, Process, LegalEntity, Region, /*@STATUS_OK@*/, '', '', '', '{}',
        FirstSeen, LastSeen, LastStage, Amount, Currency, [], {now:DateTime64(3)}
 FROM /*@SCRATCH@*/
