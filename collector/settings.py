@@ -60,6 +60,23 @@ ENV: Final[dict[str, Setting]] = {
         Setting("REVTRACE_GRPC_PORT", "4317", "Port of the OTLP/gRPC receiver (0 disables it)."),
         Setting("REVTRACE_DASHBOARD_PORT", "8501", "Port of the dashboard."),
         Setting(
+            "REVTRACE_CLICKHOUSE_HTTP_PORT",
+            "",
+            "revtrace up: also serve the embedded store over the ClickHouse HTTP interface on this port "
+            "(for Grafana; read-only user `grafana`). Empty: off.",
+        ),
+        Setting(
+            "REVTRACE_CLICKHOUSE_HTTP_READONLY_PASSWORD",
+            "",
+            "Password of that read-only user (required with the port; only from the environment).",
+        ),
+        Setting("REVTRACE_CLICKHOUSE_HTTP_HOST", "127.0.0.1", "Bind address of that interface."),
+        Setting(
+            "REVTRACE_CLICKHOUSE_HTTP_ALLOW_FROM",
+            "",
+            "Networks (CIDR, space-separated) the read-only user may log in from. Empty: loopback.",
+        ),
+        Setting(
             "REVTRACE_INGEST_TOKENS",
             "",
             "Comma-separated bearer tokens accepted on ingest. Empty: ingest is open (bind to loopback!).",

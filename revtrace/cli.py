@@ -79,13 +79,62 @@ def _collector_options(func: Any) -> Any:
     default=None,
     help="Dashboard port. [8501]",
 )
-def up(host: str | None, http_port: int | None, grpc_port: int | None, dashboard_port: int | None) -> None:
+@click.option(
+    "--clickhouse-http-port",
+    envvar="REVTRACE_CLICKHOUSE_HTTP_PORT",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Also serve the embedded store over the ClickHouse HTTP interface on this port, for Grafana "
+    "(read-only user; its password from REVTRACE_CLICKHOUSE_HTTP_READONLY_PASSWORD). [off]",
+)
+@click.option(
+    "--clickhouse-http-host",
+    envvar="REVTRACE_CLICKHOUSE_HTTP_HOST",
+    default="127.0.0.1",
+    show_default=True,
+    help="Bind address of that interface.",
+)
+@click.option(
+    "--clickhouse-http-allow-from",
+    envvar="REVTRACE_CLICKHOUSE_HTTP_ALLOW_FROM",
+    multiple=True,
+    help="Networks (CIDR) the read-only user may connect from; repeat. [loopback]",
+)
+def up(
+    host: str | None,
+    http_port: int | None,
+    grpc_port: int | None,
+    dashboard_port: int | None,
+    clickhouse_http_port: int | None,
+    clickhouse_http_host: str,
+    clickhouse_http_allow_from: tuple[str, ...],
+) -> None:
     """Run the sidecar in one process on the embedded store: collector, evaluator, dashboard."""
+    import os
+
     from collector.service import CollectorConfig
-    from revtrace.sidecar import Sidecar
+    from collector.store import StoreError
+    from revtrace.sidecar import Sidecar, StoreListener
 
     config = CollectorConfig.from_env(host=host, http_port=http_port, grpc_port=grpc_port)
-    sidecar = Sidecar(config, roles=_roles(dashboard_port))
+    listener = None
+    if clickhouse_http_port is not None:
+        password = os.environ.get("REVTRACE_CLICKHOUSE_HTTP_READONLY_PASSWORD", "")
+        if not password:
+            raise click.UsageError(
+                "--clickhouse-http-port needs REVTRACE_CLICKHOUSE_HTTP_READONLY_PASSWORD "
+                "(the read-only user's password) in the environment"
+            )
+        listener = StoreListener(
+            clickhouse_http_port,
+            password,
+            host=clickhouse_http_host,
+            allow_from=tuple(clickhouse_http_allow_from) or ("127.0.0.1", "::1"),
+        )
+    try:
+        sidecar = Sidecar(config, roles=_roles(dashboard_port), listener=listener)
+    except StoreError as exc:
+        raise click.ClickException(str(exc)) from None
 
     def ready() -> None:
         c = sidecar.collector
@@ -93,6 +142,8 @@ def up(host: str | None, http_port: int | None, grpc_port: int | None, dashboard
             f"revtrace up: OTLP/HTTP {c.http_endpoint}  OTLP/gRPC {config.host}:{c.grpc_port}", err=True
         )
         click.echo(f"store: {sidecar.store.config.describe()}", err=True)
+        if listener is not None:
+            click.echo(f"ClickHouse HTTP (read-only, for Grafana): {listener.reader_url}", err=True)
         for role in sidecar.roles:
             where = getattr(role, "url", "")
             click.echo(f"{role.name}: {where}", err=True)

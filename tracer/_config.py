@@ -406,7 +406,9 @@ def configure(
             default_ref_index.resize(index_size)
         if (_env(OTEL_SDK_DISABLED) or "").lower() == "true":
             logger.info("revtrace tracer: %s=true, business spans stay no-ops", OTEL_SDK_DISABLED)
-            state.tracer = trace.get_tracer(INSTRUMENTATION_NAME)
+            # Not the global provider's tracer: another part of the process may have
+            # installed an SDK provider, and the variable says the SDK is off.
+            state.tracer = trace.NoOpTracer()
             state.configured = False
             return
 

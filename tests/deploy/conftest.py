@@ -18,7 +18,7 @@ import httpx
 import pytest
 import yaml
 
-from deploy.chdb_http import ChdbHttpServer, ServerConfig, ServerUser
+from collector.chdb_http import ChdbHttpServer, ServerConfig, ServerUser
 
 REPO = Path(__file__).resolve().parents[2]
 REVTRACE = str(Path(sys.executable).with_name("revtrace"))

@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from collector import chdb_http
+from collector.chdb_http import ChdbHttpServer, ServerConfig, ServerError, ServerUser
 from collector.store import Store, StoreLockedError, parse_store_url
-from deploy import chdb_http
-from deploy.chdb_http import ChdbHttpServer, ServerConfig, ServerError, ServerUser
 from tests.deploy import workload
 from tests.deploy.conftest import REPO, free_port, new_server
 
@@ -183,7 +183,7 @@ def test_an_unverified_chdb_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
 _IN_PROCESS = """
 import json, sys, tempfile, time
 from pathlib import Path
-from deploy.chdb_http import Listener, ServerConfig, ServerUser
+from collector.chdb_http import Listener, ServerConfig, ServerUser
 from collector.service import Collector, CollectorConfig
 from collector.store import open_store
 from tests.deploy import workload

@@ -16,6 +16,7 @@ import httpx
 import pytest
 
 from collector import migrations
+from collector.chdb_http import ChdbHttpServer
 from collector.migrations import (
     LOCAL_SUFFIX,
     MIGRATIONS_TABLE,
@@ -26,7 +27,6 @@ from collector.migrations import (
 )
 from collector.service import Collector, CollectorConfig
 from collector.store import Store, parse_store_url
-from deploy.chdb_http import ChdbHttpServer
 from grafana import generate
 from tests.deploy import workload
 from tests.deploy.conftest import free_port, new_server, new_users, role_env, run_cli

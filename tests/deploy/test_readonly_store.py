@@ -6,7 +6,7 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-from deploy.chdb_http import ChdbHttpServer
+from collector.chdb_http import ChdbHttpServer
 from tests.deploy.conftest import role_env, run_cli
 
 

@@ -21,7 +21,7 @@ from typing import Any
 import clickhouse_connect
 import pytest
 
-from deploy.chdb_http import ChdbHttpServer, ServerUser
+from collector.chdb_http import ChdbHttpServer, ServerUser
 from tests.deploy import workload
 from tests.deploy.conftest import (
     REVTRACE,
