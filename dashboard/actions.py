@@ -1,5 +1,5 @@
-"""Workbench actions — replay, resolve, assign — and audit exports, each recorded in
-the hash-chained audit log. Every function checks the user's role itself, whatever
+"""Workbench actions — replay, resolve, assign —, silences, and audit exports, each
+recorded in the hash-chained audit log. Every function checks the user's role itself, whatever
 the page shows.
 
 Replay goes through the sync engine's API::
@@ -17,6 +17,8 @@ and a double click is one replay. Refusals and failures are recorded too.
 
 from __future__ import annotations
 
+import time
+from collections.abc import Sequence
 from typing import Final
 from urllib.parse import quote
 
@@ -28,7 +30,7 @@ from dashboard.audit import AuditAction, StoredEntry
 from dashboard.auth import Permission, User
 from dashboard.errors import PermissionDenied, ReplayError
 
-__all__ = ["REPLAY_PATH", "assign", "record_export", "replay", "resolve"]
+__all__ = ["REPLAY_PATH", "assign", "expire_silence", "record_export", "replay", "resolve", "silence"]
 
 REPLAY_PATH: Final = "/api/v1/transactions/{correlation_id}/replay"
 """The sync engine's replay endpoint, below ``REVTRACE_REPLAY_URL``."""
@@ -137,4 +139,57 @@ def record_export(store: Store, user: User, correlation_id: str, fmt: str) -> St
         action=AuditAction.EXPORT,
         correlation_id=correlation_id,
         details={"format": fmt},
+    )
+
+
+def silence(
+    store: Store, user: User, matchers: Sequence[str], duration_s: float, comment: str
+) -> tuple[str, StoredEntry]:
+    """Silence the alerts matching every matcher (``name=value``, ``name=~regex``) from now
+    for ``duration_s``; returns the silence id and the audit entry. Raises
+    :class:`ValueError` naming every problem of the input."""
+    from sla_rules import add_silence, parse_matchers
+
+    _check(user, Permission.ACT, "silence alerts")
+    equal, regex = parse_matchers([m for m in matchers if m.strip()])
+    if duration_s <= 0:
+        raise ValueError("a silence must last a while")
+    if not comment.strip():
+        raise ValueError("a silence needs a comment saying why")
+    now = time.time()
+    silence_id = add_silence(
+        store,
+        equal,
+        matchers_re=regex,
+        starts_at=now,
+        ends_at=now + duration_s,
+        created_by=user.name,
+        comment=comment.strip(),
+    )
+    entry = data.append_audit(
+        store,
+        actor=user.name,
+        role=str(user.role),
+        action=AuditAction.SILENCE,
+        correlation_id="",
+        note=comment.strip(),
+        details={"silence_id": silence_id, "matchers": equal, "matchers_re": regex, "duration_s": duration_s},
+    )
+    return silence_id, entry
+
+
+def expire_silence(store: Store, user: User, silence_id: str) -> StoredEntry:
+    """End a silence now. Raises :class:`ValueError` when it is not in force or pending."""
+    from sla_rules import expire_silence as expire
+
+    _check(user, Permission.ACT, "expire silences")
+    if not expire(store, silence_id, time.time()):
+        raise ValueError(f"no silence {silence_id!r} is in force or pending")
+    return data.append_audit(
+        store,
+        actor=user.name,
+        role=str(user.role),
+        action=AuditAction.EXPIRE_SILENCE,
+        correlation_id="",
+        details={"silence_id": silence_id},
     )

@@ -51,6 +51,10 @@ class AuditAction(StrEnum):
     """Assigned the transaction to someone."""
     EXPORT = "export"
     """Exported the transaction's audit trail (format in details)."""
+    SILENCE = "silence"
+    """Created a silence (id, matchers and end in details; no transaction)."""
+    EXPIRE_SILENCE = "expire_silence"
+    """Ended a silence early (its id in details; no transaction)."""
 
 
 def format_at(at: dt.datetime) -> str:

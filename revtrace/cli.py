@@ -325,6 +325,53 @@ def reconcile_cmd(at: str | None, fmt: str, rules: str | None) -> None:
 
 
 @cli.group()
+def silence() -> None:
+    """Silences: mute the alerts whose labels match, for a while (as Alertmanager's amtool)."""
+
+
+@silence.command("add")
+@click.argument("matchers", nargs=-1, required=True)
+@click.option("--duration", default="2h", show_default=True, help="How long, e.g. 30m, 2h, 1d.")
+@click.option("--comment", required=True, help="Why (shown beside the silence).")
+@click.option(
+    "--author",
+    envvar="USER",
+    default="",
+    help="Who (recorded with the silence). [env USER]",
+)
+@click.option("--start", default=None, help="When it starts (RFC 3339). [now]")
+def silence_add(
+    matchers: tuple[str, ...], duration: str, comment: str, author: str, start: str | None
+) -> None:
+    """Silence alerts matching every MATCHER: name=value or name=~regex (e.g. alertname=erp-outage legal_entity=~DE.*)."""
+    _emit(
+        "silence.add",
+        {
+            "matchers": list(matchers),
+            "duration": duration,
+            "comment": comment,
+            "created_by": author,
+            "start": start,
+        },
+    )
+
+
+@silence.command("list")
+@click.option("--expired", is_flag=True, help="Also the silences that ended.")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text", show_default=True)
+def silence_list(expired: bool, fmt: str) -> None:
+    """Silences in force or pending, newest first."""
+    _emit("silence.list", {"expired": expired, "format": fmt})
+
+
+@silence.command("expire")
+@click.argument("silence_id")
+def silence_expire(silence_id: str) -> None:
+    """End a silence now (exit 1 when there is no such silence in force)."""
+    _emit("silence.expire", {"silence_id": silence_id})
+
+
+@cli.group()
 def db() -> None:
     """The schema: migrations and status."""
 

@@ -63,6 +63,9 @@ DELEGABLE: dict[str, str] = {
     "audit.verify": "dashboard.commands:audit_verify",
     "sla.check": "sla_rules.commands:check",
     "reconcile": "sla_rules.commands:reconcile",
+    "silence.add": "sla_rules.commands:silence_add",
+    "silence.list": "sla_rules.commands:silence_list",
+    "silence.expire": "sla_rules.commands:silence_expire",
 }
 
 

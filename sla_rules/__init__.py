@@ -16,7 +16,15 @@ Exceptions: :class:`SlaError` ← :class:`RuleError`, :class:`EvaluationError`,
 :class:`DeliveryError` (see :mod:`sla_rules._errors`).
 """
 
-from sla_rules._alerting import Alert, add_silence, fingerprint, match_routes
+from sla_rules._alerting import (
+    Alert,
+    add_silence,
+    expire_silence,
+    fingerprint,
+    list_silences,
+    match_routes,
+    parse_matchers,
+)
 from sla_rules._errors import DeliveryError, EvaluationError, RuleError, SlaError
 from sla_rules._evaluate import classify, evaluate, measure, reconcile
 from sla_rules._evaluator import CycleResult, Evaluator, EvaluatorRole, configured_rules
@@ -53,11 +61,14 @@ __all__ = [
     "classify",
     "configured_rules",
     "evaluate",
+    "expire_silence",
     "fingerprint",
+    "list_silences",
     "load_ground_truth",
     "load_rules",
     "match_routes",
     "measure",
+    "parse_matchers",
     "parse_rules",
     "reconcile",
     "score",

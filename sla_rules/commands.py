@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import time
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,14 +17,15 @@ from typing import Any
 
 from collector.store import Store
 from revtrace.runtime import CommandOutput
+from sla_rules._alerting import add_silence, expire_silence, list_silences, parse_matchers
 from sla_rules._errors import RuleError
 from sla_rules._evaluate import format_seconds
 from sla_rules._evaluator import CycleResult, Evaluator, configured_rules
 from sla_rules._model import TxStatus
-from sla_rules._spec import ReconciliationRule, RuleSet, load_rules
+from sla_rules._spec import ReconciliationRule, RuleSet, load_rules, parse_duration
 from tracer.semconv import AlertStatus
 
-__all__ = ["check", "parse_time", "reconcile", "validate"]
+__all__ = ["check", "parse_time", "reconcile", "silence_add", "silence_expire", "silence_list", "validate"]
 
 
 def parse_time(text: str | None) -> float | None:
@@ -184,3 +186,77 @@ def reconcile(
     window = max(r.window for r in recon)
     lines.append(f"(snapshots of the last {format_seconds(window)})")
     return CommandOutput("\n".join(lines), exit_code=1 if exceptions else 0)
+
+
+def _utc(seconds: float) -> str:
+    return dt.datetime.fromtimestamp(seconds, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _matcher_text(silence: dict[str, Any]) -> str:
+    parts = [f"{k}={v}" for k, v in sorted(silence["matchers"].items())]
+    parts += [f"{k}=~{v}" for k, v in sorted(silence["matchers_re"].items())]
+    return " ".join(parts)
+
+
+def silence_add(
+    store: Store,
+    matchers: Sequence[str],
+    duration: str = "2h",
+    comment: str = "",
+    created_by: str = "",
+    start: str | None = None,
+) -> CommandOutput:
+    """Silence the alerts whose labels match every matcher (``name=value``, ``name=~regex``)
+    from ``start`` (default now) for ``duration``. A comment and an author are required,
+    as in Alertmanager. Exit status 2 for bad input."""
+    try:
+        equal, regex = parse_matchers(matchers)
+        length = parse_duration(duration)
+        begins = parse_time(start)
+    except (RuleError, ValueError) as exc:
+        return CommandOutput(f"error: {exc}", exit_code=2)
+    if length <= 0:
+        return CommandOutput("error: --duration must be positive", exit_code=2)
+    if not comment.strip():
+        return CommandOutput("error: say why with --comment (it is shown beside the silence)", exit_code=2)
+    if not created_by.strip():
+        return CommandOutput("error: say who with --author", exit_code=2)
+    starts = time.time() if begins is None else begins
+    silence_id = add_silence(
+        store,
+        equal,
+        matchers_re=regex,
+        starts_at=starts,
+        ends_at=starts + length,
+        created_by=created_by.strip(),
+        comment=comment.strip(),
+    )
+    text = _matcher_text({"matchers": equal, "matchers_re": regex})
+    return CommandOutput(
+        f"silence {silence_id}: {text} from {_utc(starts)} until {_utc(starts + length)}\n"
+        "(the evaluator applies it on its next notify tick)"
+    )
+
+
+def silence_list(store: Store, expired: bool = False, format: str = "text") -> CommandOutput:
+    """Silences in force or pending (with ``expired``, also the ended ones), newest first."""
+    now = time.time()
+    rows = list_silences(store, now, include_expired=expired)
+    if format == "json":
+        return CommandOutput(json.dumps(rows, indent=2))
+    if not rows:
+        return CommandOutput("no silence" + ("" if expired else " in force or pending"))
+    lines = [f"{'id':<32}  {'state':<8}  {'ends (UTC)':<20}  {'author':<16}  matchers · comment"]
+    for r in rows:
+        lines.append(
+            f"{r['id']:<32}  {r['state']:<8}  {_utc(r['ends_at']):<20}  {r['created_by'][:16]:<16}  "
+            f"{_matcher_text(r)} · {r['comment']}"
+        )
+    return CommandOutput("\n".join(lines))
+
+
+def silence_expire(store: Store, silence_id: str) -> CommandOutput:
+    """End a silence now. Exit status 1 when no such silence is in force or pending."""
+    if expire_silence(store, silence_id.strip(), time.time()):
+        return CommandOutput(f"silence {silence_id} expired")
+    return CommandOutput(f"no silence {silence_id!r} in force or pending", exit_code=1)

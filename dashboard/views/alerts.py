@@ -5,13 +5,20 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, model, ui
+from dashboard import actions, charts, data, model, ui
+from dashboard.auth import Permission
+from dashboard.errors import DashboardError
 from tracer.semconv import AlertStatus
 
 f = ui.filters()
 store = data.get_store()
+user = ui.current_user()
 
 st.title("Alerts")
+flash = st.session_state.pop("alerts_flash", None)
+if flash:
+    kind, text = flash
+    (st.success if kind == "ok" else st.error)(text)
 if not data.evaluator_tables(store).get(data.ALERTS_TABLE):
     ui.empty(
         "The evaluator's tables do not exist yet. It runs inside `revtrace up` (or `revtrace evaluator` "
@@ -36,6 +43,8 @@ for column, name in zip(m, AlertStatus, strict=True):
     column.metric(str(name).capitalize(), value)
 
 listed = data.alerts(store, f, category=category, status=status)
+chosen_labels: dict[str, str] = {}  # the selected alert's labels: a new silence's suggestion
+chosen_fp = ""
 if not len(listed):
     ui.empty(
         "No alert in this time range. Alerts appear here when the evaluator finds something that needs a "
@@ -96,6 +105,11 @@ else:
     }
     chosen = st.selectbox("Alert", options, format_func=lambda fp: names.get(fp, fp), key="affected_alert")
     row = listed[listed["fingerprint"] == chosen].iloc[0]
+    chosen_fp = str(chosen)
+    chosen_labels = {
+        "alertname": str(row["alert"]),
+        **{str(k): str(v) for k, v in dict(row["labels"]).items()},
+    }
     ids = tuple(str(c) for c in row["correlation_ids"])[:200]
     if ids:
         verdicts = data.transactions_for(store, ids)
@@ -130,3 +144,68 @@ if len(silenced):
     )
 else:
     st.caption("No silence is in force in this time range.")
+
+DURATIONS = {
+    "30m": 1800.0,
+    "1h": 3600.0,
+    "2h": 7200.0,
+    "4h": 14400.0,
+    "8h": 28800.0,
+    "1d": 86400.0,
+    "7d": 604800.0,
+}
+if user is None or not ui.require(Permission.ACT):
+    st.caption(
+        f"Operators and admins create and expire silences; you are {user.role if user else 'nobody'}. "
+        "From a terminal: `revtrace silence add`."
+    )
+else:
+    suggested = "\n".join(f"{k}={v}" for k, v in sorted(chosen_labels.items()))
+    with st.form("new_silence", clear_on_submit=False):
+        st.markdown(
+            "**New silence** — mutes the alerts whose labels match every line (the selected alert's labels)"
+        )
+        matcher_text = st.text_area(
+            "Matchers, one per line: name=value or name=~regex",
+            value=suggested,
+            key=f"silence_matchers_{chosen_fp}",  # a new suggestion per alert
+        )
+        duration = st.selectbox("For", list(DURATIONS), index=2, key="silence_duration")
+        comment = st.text_input("Comment (required)", key="silence_comment", max_chars=500)
+        create = st.form_submit_button("Create silence", key="silence_create")
+    if create:
+        try:
+            sid, _ = actions.silence(store, user, matcher_text.splitlines(), DURATIONS[duration], comment)
+            st.session_state["alerts_flash"] = (
+                "ok",
+                f"silence {sid} created for {duration}; recorded in the audit log.",
+            )
+        except (DashboardError, ValueError) as exc:
+            st.session_state["alerts_flash"] = ("error", f"silence not created: {exc}")
+        data.clear_caches()
+        st.rerun()
+    active = (
+        [r for r in silenced.itertuples(index=False) if r.ends_at > data.utcnow()] if len(silenced) else []
+    )
+    if active:
+        silence_names = {
+            str(
+                r.id
+            ): f"{r.id[:8]} · {', '.join(f'{k}={v}' for k, v in dict(r.matchers).items())} · {r.comment}"
+            for r in active
+        }
+        expire_cols = st.columns([3, 1])
+        to_expire = expire_cols[0].selectbox(
+            "Silence", list(silence_names), format_func=lambda i: silence_names.get(i, i), key="expire_which"
+        )
+        if expire_cols[1].button("Expire now", key="expire_silence"):
+            try:
+                actions.expire_silence(store, user, to_expire)
+                st.session_state["alerts_flash"] = (
+                    "ok",
+                    f"silence {to_expire} expired; recorded in the audit log.",
+                )
+            except (DashboardError, ValueError) as exc:
+                st.session_state["alerts_flash"] = ("error", f"silence not expired: {exc}")
+            data.clear_caches()
+            st.rerun()

@@ -4,6 +4,7 @@ reconciliation runs and the overview's alert KPIs."""
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import pytest
 
@@ -142,3 +143,51 @@ def test_reconciliation_runs_differences_and_drill_down(use_empty: Store) -> Non
     assert list(behind["erp"]) == [""]
     only_mismatches = open_page("reconciliation", item_status="mismatch")
     assert list(only_mismatches.dataframe[1].value["measure"]) == ["count"]
+
+
+def test_silence_an_alert_from_the_page_and_expire_it(alerts: Store) -> None:
+    import time
+
+    from dashboard import data
+    from sla_rules._alerting import silences
+
+    at = open_page("alerts")
+    at.selectbox(key="affected_alert").set_value("fp-md-de01").run()
+    suggested = at.text_area(key="silence_matchers_fp-md-de01").value
+    assert suggested.splitlines() == ["alertname=invoice-posting-master-data", "legal_entity=DE01"]
+    at.button(key="silence_create").click().run()  # no comment
+    assert any("needs a comment" in e for e in texts(at.error))
+    at.text_area(key="silence_matchers_fp-md-de01").input(
+        "alertname=invoice-posting-master-data\nlegal_entity=~DE.*"
+    )
+    at.text_input(key="silence_comment").input("cost center fix deploying")
+    at.selectbox(key="silence_duration").set_value("4h")
+    at.button(key="silence_create").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("created for 4h" in s for s in texts(at.success)), texts(at.error)
+    (made,) = [s for s in silences(alerts, time.time()) if s.id != "sil-1"]
+    assert made.matchers == {"alertname": "invoice-posting-master-data"}
+    assert made.matchers_re == {"legal_entity": "DE.*"}
+    assert made.created_by == "local" and made.comment == "cost center fix deploying"
+    assert 4 * 3600 - 60 < made.ends_at - time.time() <= 4 * 3600
+    assert len(at.dataframe[3].value) == 2  # the silences table lists it
+
+    at.selectbox(key="expire_which").set_value(made.id).run()
+    at.button(key="expire_silence").click().run()
+    assert any("expired" in s for s in texts(at.success)), texts(at.error)
+    assert [s.id for s in silences(alerts, time.time() + 0.01)] == ["sil-1"]
+    entries = [(e.action, json.loads(e.details).get("silence_id")) for e in data.audit_entries(alerts)]
+    assert entries == [("silence", made.id), ("expire_silence", made.id)]
+    assert data.verify_audit_log(alerts).ok
+
+
+def test_viewers_may_not_silence(alerts: Store) -> None:
+    from dashboard import actions
+    from dashboard.auth import AuthMode, Role, User
+    from dashboard.errors import PermissionDenied
+
+    viewer = User("val", Role.VIEWER, AuthMode.LOCAL)
+    with pytest.raises(PermissionDenied):
+        actions.silence(alerts, viewer, ["alertname=x"], 3600, "no")
+    with pytest.raises(PermissionDenied):
+        actions.expire_silence(alerts, viewer, "sil-1")
