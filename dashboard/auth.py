@@ -46,6 +46,7 @@ __all__ = [
     "add_user",
     "authenticate",
     "load_accounts",
+    "remove_user",
 ]
 
 USERS_FILE_VERSION: Final = "revtrace/v1"
@@ -206,6 +207,25 @@ def add_user(path: Path, name: str, role: Role, password: str, *, replace: bool 
     hashed = bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=12)).decode()
     account = Account(name, role, hashed, dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"))
     accounts[name] = account
+    _write_accounts(path, accounts)
+    return account
+
+
+def remove_user(path: Path, name: str) -> Account:
+    """Remove an account (the file is rewritten atomically, mode 0600); returns what was removed.
+
+    A signed-in session of the account is signed out on its next interaction
+    (the dashboard checks the file on every run).
+    """
+    accounts = load_accounts(path)
+    if name not in accounts:
+        raise UsersFileError(f"{path}: no user {name!r}")
+    removed = accounts.pop(name)
+    _write_accounts(path, accounts)
+    return removed
+
+
+def _write_accounts(path: Path, accounts: dict[str, Account]) -> None:
     body = {"version": USERS_FILE_VERSION, "users": [a.as_dict() for a in accounts.values()]}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
@@ -214,7 +234,6 @@ def add_user(path: Path, name: str, role: Role, password: str, *, replace: bool 
         json.dump(body, handle, indent=2)
         handle.write("\n")
     os.replace(tmp, path)
-    return account
 
 
 # A real bcrypt hash to check against when the name is unknown, so that a wrong

@@ -179,7 +179,10 @@ def sign_in() -> User | None:
         return _oidc_user()
     existing = current_user()
     if existing is not None and existing.mode == mode:
-        return existing
+        if mode == AuthMode.LOCAL:
+            existing = _still_valid(existing)
+        if existing is not None:
+            return existing
     if mode == AuthMode.LOCKED:
         st.title("revtrace")
         st.error(
@@ -189,6 +192,22 @@ def sign_in() -> User | None:
         )
         return None
     return _local_sign_in()
+
+
+def _still_valid(user: User) -> User | None:
+    """The session's local user as the users file says now: removed accounts are
+    signed out on their next interaction, a changed role applies at once."""
+    try:
+        account = auth.load_accounts(settings.users_file()).get(user.name)
+    except Exception:  # an unreadable users file signs nobody in (fail closed)
+        account = None
+    if account is None:
+        st.session_state.pop(_USER_KEY, None)
+        return None
+    if account.role != user.role:
+        user = User(user.name, account.role, user.mode)
+        st.session_state[_USER_KEY] = user
+    return user
 
 
 def _local_sign_in() -> User | None:

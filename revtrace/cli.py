@@ -459,6 +459,41 @@ def users_add(name: str, role: str, password_stdin: bool, replace: bool) -> None
     click.echo(f"{'updated' if replace else 'added'} {name} ({role}) in {path}")
 
 
+@users.command("list")
+def users_list() -> None:
+    """The dashboard accounts: name, role, created (never a hash)."""
+    from dashboard.auth import load_accounts
+    from dashboard.errors import UsersFileError
+    from dashboard.settings import users_file
+
+    path = users_file()
+    try:
+        accounts = load_accounts(path)
+    except UsersFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    if not accounts:
+        click.echo(f"no accounts in {path}")
+        return
+    for account in accounts.values():
+        click.echo(f"{account.name:<32} {account.role!s:<9} {account.created_at}")
+
+
+@users.command("remove")
+@click.argument("name")
+def users_remove(name: str) -> None:
+    """Remove a dashboard account (exit 1 when there is none by that name)."""
+    from dashboard.auth import remove_user
+    from dashboard.errors import UsersFileError
+    from dashboard.settings import users_file
+
+    path = users_file()
+    try:
+        removed = remove_user(path, name)
+    except UsersFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"removed {removed.name} ({removed.role}) from {path}")
+
+
 @cli.command("config")
 def config_cmd() -> None:
     """List the environment variables revtrace reads, with their defaults."""

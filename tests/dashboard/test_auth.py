@@ -97,6 +97,28 @@ def test_cli_users_add(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert "exists" in again.output
 
 
+def test_cli_users_list_and_remove(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "accounts.json"
+    monkeypatch.setenv("REVTRACE_USERS_FILE", str(path))
+    assert "no accounts" in CliRunner().invoke(cli, ["users", "list"]).output
+    auth.add_user(path, "olga", Role.OPERATOR, PASSWORD)
+    auth.add_user(path, "vera", Role.VIEWER, PASSWORD)
+    listed = CliRunner().invoke(cli, ["users", "list"])
+    assert listed.exit_code == 0
+    assert [line.split()[:2] for line in listed.output.splitlines()] == [
+        ["olga", "operator"],
+        ["vera", "viewer"],
+    ]
+    assert "$2b$" not in listed.output  # never a hash
+    removed = CliRunner().invoke(cli, ["users", "remove", "olga"])
+    assert removed.exit_code == 0 and "removed olga (operator)" in removed.output
+    assert list(auth.load_accounts(path)) == ["vera"]
+    assert auth.authenticate(auth.load_accounts(path), "olga", PASSWORD) is None
+    assert path.stat().st_mode & 0o077 == 0
+    missing = CliRunner().invoke(cli, ["users", "remove", "olga"])
+    assert missing.exit_code == 1 and "no user 'olga'" in missing.output
+
+
 # --- sign-in through the app -------------------------------------------------------------------
 
 
@@ -126,6 +148,19 @@ def test_sign_in_required_when_accounts_exist(accounts: Path) -> None:
     assert "Unknown user name or wrong password." in texts(at.error)
     assert not at.metric  # nothing of the store is shown
     assert "revtrace_user" not in at.session_state
+
+
+@pytest.mark.usefixtures("use_filled")
+def test_a_removed_account_is_signed_out_and_a_new_role_applies(accounts: Path) -> None:
+    at = _signed_in("otto")
+    assert any("Signed in as **otto** (operator)" in c for c in texts(at.sidebar.caption))
+    auth.add_user(accounts, "otto", Role.VIEWER, PASSWORD, replace=True)
+    at.run()
+    assert any("Signed in as **otto** (viewer)" in c for c in texts(at.sidebar.caption))
+    auth.remove_user(accounts, "otto")
+    at.run()
+    assert at.title[0].value == "revtrace — sign in"
+    assert not at.metric
 
 
 @pytest.mark.usefixtures("use_filled")
