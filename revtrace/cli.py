@@ -221,6 +221,11 @@ def demo(
     click.echo(f"ground truth: {result.ground_truth}")
     if summary.get("cut_short"):
         click.echo(f"({summary['cut_short']} transactions cut short by the end of the run are not scored)")
+    if summary.get("stuck_not_yet_due"):
+        click.echo(
+            f"({summary['stuck_not_yet_due']} stuck transactions whose completeness window had not passed "
+            "by the end of the run are not scored; run longer to see them found)"
+        )
     click.echo("what was injected vs what revtrace reported, per category:")
     click.echo(result.score_table)
 

@@ -9,11 +9,13 @@ reported (precision and recall against the engine's ground truth).
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import os
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -146,12 +148,15 @@ def _settle_and_score(
     truth = load_ground_truth(ground_truth) if ground_truth.exists() else {}
     # Transactions the end of the run cut short have no final answer to score.
     cut_short = [cid for cid, line in truth.items() if line.get("expected", {}).get("incomplete")]
+    # Nor have stuck ones whose completeness window has not passed yet: no
+    # observer can call them stuck before then.
+    not_due = _stuck_not_yet_due(truth, evaluator.evaluator.rules.rules if evaluator else (), time.time())
     deadline = time.monotonic() + settle_s
     result = None
     while True:
         if evaluator is not None:
             evaluator.evaluator.cycle(notify=False)
-        result = score(truth, store_verdicts(sidecar.store), skip=cut_short)
+        result = score(truth, store_verdicts(sidecar.store), skip=[*cut_short, *not_due])
         if result.missing == 0 or time.monotonic() > deadline:
             break
         time.sleep(2)
@@ -163,5 +168,33 @@ def _settle_and_score(
                 "SELECT count() FROM revtrace_spans WHERE CorrelationId IN {ids:Array(String)}", {"ids": ids}
             ).scalar()
         )
-    summary = {**summary, "spans_stored": spans, "cut_short": len(cut_short), "score": result.as_dict()}
+    summary = {
+        **summary,
+        "spans_stored": spans,
+        "cut_short": len(cut_short),
+        "stuck_not_yet_due": len(not_due),
+        "score": result.as_dict(),
+    }
     return DemoRun(summary=summary, ground_truth=ground_truth, score_table=result.table())
+
+
+def _stuck_not_yet_due(truth: dict[str, Any], rules: Sequence[Any], now: float) -> list[str]:
+    """Expected-stuck transactions whose completeness window (from the stuck fault on)
+    ends after ``now``."""
+    from sla_rules._spec import CompletenessRule
+
+    windows = {r.expect: r.within for r in rules if isinstance(r, CompletenessRule) and r.expect}
+    idle = [r.within for r in rules if isinstance(r, CompletenessRule) and r.idle]
+    fallback = max([*windows.values(), *idle], default=0.0)
+    out: list[str] = []
+    for cid, line in truth.items():
+        if (line.get("expected") or {}).get("category") != "stuck":
+            continue
+        for fault in line.get("faults") or ():
+            if fault.get("category") != "stuck" or not fault.get("at"):
+                continue
+            at = dt.datetime.fromisoformat(str(fault["at"]).replace("Z", "+00:00")).timestamp()
+            if at + windows.get(str(fault.get("stage", "")), fallback) > now:
+                out.append(cid)
+                break
+    return out
