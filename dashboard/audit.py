@@ -20,6 +20,7 @@ import datetime as dt
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -33,6 +34,7 @@ __all__ = [
     "VerifyResult",
     "chain_hash",
     "format_at",
+    "parse_head",
     "verify",
 ]
 
@@ -163,12 +165,43 @@ def _columns_match(entry: StoredEntry, record: Mapping[str, Any]) -> str:
     return ""
 
 
-def verify(entries: Iterable[StoredEntry], key: bytes | None = None) -> VerifyResult:
+def parse_head(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` (what ``revtrace audit head`` prints) → (seq, hash); ValueError otherwise."""
+    seq_text, sep, digest = text.strip().partition(":")
+    if not sep or not seq_text.isdigit() or int(seq_text) < 1 or not re.fullmatch(r"[0-9a-f]{64}", digest):
+        raise ValueError(
+            f"a head is SEQ:HASH as `revtrace audit head` prints it (64 hex digits), got {text!r}"
+        )
+    return int(seq_text), digest
+
+
+def verify(
+    entries: Iterable[StoredEntry], key: bytes | None = None, head: tuple[int, str] | None = None
+) -> VerifyResult:
     """Walk the chain in ``seq`` order; the first broken link and why, or intact.
 
     ``entries`` must be sorted by ``seq``; a gap, a duplicate, a changed record,
-    a changed column or a wrong ``prev_hash`` each break the chain.
+    a changed column or a wrong ``prev_hash`` each break the chain. A chain
+    alone cannot show that its newest entries were removed: ``head``, a
+    ``(seq, hash)`` recorded outside the store earlier (``revtrace audit head``,
+    or the ``audit head`` line logged at every append), must still be in it.
     """
+    result = _walk(entries, key, head)
+    if not result.ok or head is None:
+        return result
+    seq = head[0]
+    if result.entries < seq:
+        return VerifyResult(
+            False,
+            result.entries,
+            result.head,
+            result.entries + 1,
+            f"entries {result.entries + 1}..{seq} are missing: the recorded head is entry {seq}",
+        )
+    return result
+
+
+def _walk(entries: Iterable[StoredEntry], key: bytes | None, head: tuple[int, str] | None) -> VerifyResult:
     prev = GENESIS_HASH
     count = 0
     for entry in entries:
@@ -199,6 +232,14 @@ def verify(entries: Iterable[StoredEntry], key: bytes | None = None) -> VerifyRe
         mismatch = _columns_match(entry, record)
         if mismatch:
             return VerifyResult(False, count, prev, entry.seq, mismatch)
+        if head is not None and entry.seq == head[0] and entry.hash != head[1]:
+            return VerifyResult(
+                False,
+                count,
+                prev,
+                entry.seq,
+                "its hash differs from the recorded head (the chain was rewritten)",
+            )
         prev = entry.hash
         count += 1
     return VerifyResult(True, count, prev)

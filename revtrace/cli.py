@@ -416,9 +416,22 @@ def audit() -> None:
 
 
 @audit.command("verify")
-def audit_verify() -> None:
+@click.option(
+    "--head",
+    envvar="REVTRACE_AUDIT_HEAD",
+    default=None,
+    help="SEQ:HASH recorded earlier (`revtrace audit head`, or the log's `audit head` lines): "
+    "also detects removed newest entries.",
+)
+def audit_verify(head: str | None) -> None:
     """Check the audit log's hash chain; exit 1 naming the first broken link."""
-    _emit("audit.verify", {})
+    _emit("audit.verify", {"head": head})
+
+
+@audit.command("head")
+def audit_head() -> None:
+    """Print the chain's head (SEQ:HASH) to keep outside the store for `verify --head`."""
+    _emit("audit.head", {})
 
 
 @cli.command()

@@ -61,6 +61,7 @@ DELEGABLE: dict[str, str] = {
     "db.status": "revtrace.commands:db_status",
     "trace": "dashboard.commands:trace",
     "audit.verify": "dashboard.commands:audit_verify",
+    "audit.head": "dashboard.commands:audit_head",
     "sla.check": "sla_rules.commands:check",
     "reconcile": "sla_rules.commands:reconcile",
     "silence.add": "sla_rules.commands:silence_add",

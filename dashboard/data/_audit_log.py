@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any, Final
@@ -32,6 +33,7 @@ _COLUMNS: Final = (
     "Hash",
 )
 _PAGE: Final = 10_000
+log = logging.getLogger("dashboard.audit")
 
 # Appends are serialized in this process so that each entry chains onto the one
 # before it. (Two processes appending to one database at the same instant would
@@ -95,6 +97,9 @@ def append_audit(
             ],
             _COLUMNS,
         )
+        # The head, outside the store: the log pipeline keeps what a truncated
+        # table would lose (`revtrace audit verify --head SEQ:HASH` checks it).
+        log.info("audit head %d:%s (%s by %s)", stored.seq, stored.hash, stored.action, stored.actor)
         return stored
 
 
@@ -113,9 +118,9 @@ def audit_entries(store: Store) -> Iterator[StoredEntry]:
         after = int(rows.rows[-1][0])
 
 
-def verify_audit_log(store: Store) -> VerifyResult:
-    """Check the whole chain (see :func:`dashboard.audit.verify`)."""
-    return verify(audit_entries(store), _key())
+def verify_audit_log(store: Store, head: tuple[int, str] | None = None) -> VerifyResult:
+    """Check the whole chain, and that it still holds ``head`` (see :func:`dashboard.audit.verify`)."""
+    return verify(audit_entries(store), _key(), head)
 
 
 def recent_actions(store: Store, limit: int = 200) -> pd.DataFrame:

@@ -79,6 +79,35 @@ def test_a_deleted_entry_is_caught(store: Store) -> None:
     assert "missing entry" in result.reason
 
 
+def test_a_removed_tail_is_caught_against_a_recorded_head(
+    store: Store, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("REVTRACE_AUDIT_KEY", "k")
+    with caplog.at_level("INFO", logger="dashboard.audit"):
+        _fill(store, 4)
+    head = commands.audit_head(store)
+    assert head.exit_code == 0
+    entries = list(data.audit_entries(store))
+    assert head.text == f"4:{entries[-1].hash}"
+    # Every append logged the head: the log pipeline is the anchor outside the store.
+    assert f"audit head 4:{entries[-1].hash}" in caplog.text
+    assert commands.audit_verify(store, head.text).exit_code == 0
+    assert commands.audit_verify(store, f"2:{entries[1].hash}").exit_code == 0  # an older head too
+
+    _mutate(store, "ALTER TABLE revtrace_audit_log DELETE WHERE Seq >= {s:UInt64}", {"s": 3})
+    assert data.verify_audit_log(store).ok  # the shorter chain is intact on its own
+    out = commands.audit_verify(store, head.text)
+    assert out.exit_code == 1
+    assert "BROKEN at entry 3: entries 3..4 are missing: the recorded head is entry 4" in out.text
+
+    # A chain rebuilt after the head (same length, other hashes) does not hold it either.
+    result = data.verify_audit_log(store, (2, "f" * 64))
+    assert (result.ok, result.broken_seq) == (False, 2)
+    assert "differs from the recorded head" in result.reason
+    for bad in ("4", "x:abc", f"0:{entries[0].hash}", "4:" + "g" * 64):
+        assert commands.audit_verify(store, bad).exit_code == 2
+
+
 def test_the_key_matters(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REVTRACE_AUDIT_KEY", "key-one")
     _fill(store, 2)
