@@ -400,16 +400,22 @@ def test_revtrace_audit_verify_detects_tampering(
     assert f"BROKEN at entry {broken_at}" in result.stdout, result.stdout
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a hash chain cannot see its newest entries removed: nothing outside the chain "
-    "records its head (length and last hash) to compare with",
-)
-def test_revtrace_audit_verify_detects_a_removed_tail(cli_store: CliStore, figures: Figures) -> None:
-    """Known limit: deleting the last entries leaves a shorter chain that is
-    intact; ``revtrace audit verify`` cannot tell without an anchored head."""
+def test_revtrace_audit_verify_detects_a_removed_tail(
+    cli_store: CliStore, monkeypatch: pytest.MonkeyPatch, figures: Figures
+) -> None:
+    """Deleting the last entries leaves a shorter chain that is intact on its
+    own; against the head recorded before (``revtrace audit head``, kept outside
+    the store) ``revtrace audit verify --head`` exits 1 naming the missing entries."""
+    monkeypatch.setenv("REVTRACE_AUDIT_KEY", "the-audit-key")
     _chain(cli_store.open())
+    runner = CliRunner()
+    head = runner.invoke(cli, ["audit", "head"])
+    assert head.exit_code == 0, head.output
+    recorded = head.stdout.strip()
     _mutate(cli_store.open(), "ALTER TABLE revtrace_audit_log DELETE WHERE Seq >= 3")
-    result = CliRunner().invoke(cli, ["audit", "verify"])
+    alone = runner.invoke(cli, ["audit", "verify"])
+    result = runner.invoke(cli, ["audit", "verify", "--head", recorded])
     figures.update(tamperings=1, entries=4, removed=2, detected=int(result.exit_code == 1))
+    assert alone.exit_code == 0  # the chain alone cannot tell
     assert result.exit_code == 1, result.stdout
+    assert "BROKEN at entry 3: entries 3..4 are missing" in result.stdout, result.stdout
