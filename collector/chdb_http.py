@@ -48,7 +48,6 @@ from __future__ import annotations
 import argparse
 import base64
 import contextlib
-import fcntl
 import importlib
 import json
 import os
@@ -66,6 +65,7 @@ from pathlib import Path
 from typing import IO, Any, Final
 from xml.sax.saxutils import escape
 
+from collector import pidlock
 from collector.store import LOCK_FILE_NAME as _LOCK_FILE  # so the two exclude each other
 
 __all__ = [
@@ -322,23 +322,13 @@ def kill_hold_query(config: ServerConfig, timeout: float = 10.0) -> None:
 
 def _lock(data_dir: Path) -> IO[str]:
     """Hold the data directory's lock (the embedded store's lock file); the handle releases it."""
-    data_dir.mkdir(parents=True, exist_ok=True)
-    handle = open(data_dir / _LOCK_FILE, "a+")  # noqa: SIM115 - held while serving
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
+        return pidlock.hold(data_dir / _LOCK_FILE)
+    except pidlock.HeldElsewhere as exc:
         raise ServerError(
-            f"{data_dir} is in use by another process (pid {holder}); "
+            f"{data_dir} is in use by another process (pid {exc.holder}); "
             "chDB data directories can be opened by one process at a time"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
 
 
 def _check_chdb(allow_unverified: bool) -> None:

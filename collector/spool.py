@@ -30,6 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Final
 
+from collector import pidlock
+
 __all__ = ["Record", "Spool", "SpoolFullError", "SpoolLockedError", "decode_payload", "encode_payload"]
 
 log = logging.getLogger(__name__)
@@ -308,24 +310,13 @@ class Spool:
 def _lock_directory(directory: Path) -> Any:
     """One spool per directory: two writers appending to the same segments
     would interleave records and both advance the committed position."""
-    import fcntl
-
-    handle = open(directory / ".lock", "a+")  # noqa: SIM115 - held until close()
     try:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        handle.seek(0)
-        holder = handle.read().strip() or "unknown"
-        handle.close()
+        return pidlock.hold(directory / ".lock")
+    except pidlock.HeldElsewhere as exc:
         raise SpoolLockedError(
-            f"the spool directory {directory} is in use by another collector (pid {holder}); "
+            f"the spool directory {directory} is in use by another collector (pid {exc.holder}); "
             "give every collector its own REVTRACE_DATA_DIR"
         ) from None
-    handle.seek(0)
-    handle.truncate()
-    handle.write(str(os.getpid()))
-    handle.flush()
-    return handle
 
 
 def _segment_name(start: int) -> str:

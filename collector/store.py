@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlparse
 
+from collector import pidlock
 from collector import settings as _settings
 
 if TYPE_CHECKING:
@@ -395,8 +396,6 @@ def _lock_data_dir(config: StoreConfig) -> Path:
     chDB itself fails with an opaque message when a second process opens the
     directory; the lock turns that into an error naming the holder.
     """
-    import fcntl
-    import os
 
     assert config.path is not None
     path = config.path
@@ -405,23 +404,14 @@ def _lock_data_dir(config: StoreConfig) -> Path:
         if held is not None:
             _dir_locks[path] = (held[0], held[1] + 1)
             return path
-        path.mkdir(parents=True, exist_ok=True)
-        handle = open(path / LOCK_FILE_NAME, "a+")  # noqa: SIM115 - held for the store's lifetime
         try:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            handle.seek(0)
-            holder = handle.read().strip() or "unknown"
-            handle.close()
+            handle = pidlock.hold(path / LOCK_FILE_NAME)
+        except pidlock.HeldElsewhere as exc:
             raise StoreLockedError(
-                f"{config.describe()} is in use by another process (pid {holder}). The embedded store "
+                f"{config.describe()} is in use by another process (pid {exc.holder}). The embedded store "
                 "can be opened by one process at a time: stop it, or run this command while `revtrace up` "
                 "holds the store (the CLI then asks the running process)."
             ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(str(os.getpid()))
-        handle.flush()
         _dir_locks[path] = (handle, 1)
         return path
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pandas as pd
 import streamlit as st
 
@@ -145,6 +147,18 @@ if len(silenced):
 else:
     st.caption("No silence is in force in this time range.")
 
+
+def _act(action: Callable[[], str], done: str, refused: str) -> None:
+    """Run a silence action; say how it went on the next run (``done`` formats the silence id)."""
+    try:
+        silence_id = action()
+        st.session_state["alerts_flash"] = ("ok", done.format(silence_id) + "; recorded in the audit log.")
+    except (DashboardError, ValueError) as exc:
+        st.session_state["alerts_flash"] = ("error", f"{refused}: {exc}")
+    data.clear_caches()
+    st.rerun()
+
+
 DURATIONS = {
     "30m": 1800.0,
     "1h": 3600.0,
@@ -174,16 +188,14 @@ else:
         comment = st.text_input("Comment (required)", key="silence_comment", max_chars=500)
         create = st.form_submit_button("Create silence", key="silence_create")
     if create:
-        try:
-            sid, _ = actions.silence(store, user, matcher_text.splitlines(), DURATIONS[duration], comment)
-            st.session_state["alerts_flash"] = (
-                "ok",
-                f"silence {sid} created for {duration}; recorded in the audit log.",
-            )
-        except (DashboardError, ValueError) as exc:
-            st.session_state["alerts_flash"] = ("error", f"silence not created: {exc}")
-        data.clear_caches()
-        st.rerun()
+        signed_in = user
+        _act(
+            lambda: actions.silence(
+                store, signed_in, matcher_text.splitlines(), DURATIONS[duration], comment
+            )[0],
+            "silence {} created for " + duration,
+            "silence not created",
+        )
     active = (
         [r for r in silenced.itertuples(index=False) if r.ends_at > data.utcnow()] if len(silenced) else []
     )
@@ -199,13 +211,10 @@ else:
             "Silence", list(silence_names), format_func=lambda i: silence_names.get(i, i), key="expire_which"
         )
         if expire_cols[1].button("Expire now", key="expire_silence"):
-            try:
-                actions.expire_silence(store, user, to_expire)
-                st.session_state["alerts_flash"] = (
-                    "ok",
-                    f"silence {to_expire} expired; recorded in the audit log.",
-                )
-            except (DashboardError, ValueError) as exc:
-                st.session_state["alerts_flash"] = ("error", f"silence not expired: {exc}")
-            data.clear_caches()
-            st.rerun()
+            signed_in = user
+
+            def expire() -> str:
+                actions.expire_silence(store, signed_in, to_expire)
+                return str(to_expire)
+
+            _act(expire, "silence {} expired", "silence not expired")
