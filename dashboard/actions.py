@@ -24,6 +24,8 @@ from urllib.parse import quote
 
 import httpx
 
+from collector.silences import add_silence, parse_matchers
+from collector.silences import expire_silence as expire
 from collector.store import Store
 from dashboard import data, settings
 from dashboard.audit import AuditAction, StoredEntry
@@ -148,8 +150,6 @@ def silence(
     """Silence the alerts matching every matcher (``name=value``, ``name=~regex``) from now
     for ``duration_s``; returns the silence id and the audit entry. Raises
     :class:`ValueError` naming every problem of the input."""
-    from sla_rules import add_silence, parse_matchers
-
     _check(user, Permission.ACT, "silence alerts")
     equal, regex = parse_matchers([m for m in matchers if m.strip()])
     if duration_s <= 0:
@@ -180,8 +180,6 @@ def silence(
 
 def expire_silence(store: Store, user: User, silence_id: str) -> StoredEntry:
     """End a silence now. Raises :class:`ValueError` when it is not in force or pending."""
-    from sla_rules import expire_silence as expire
-
     _check(user, Permission.ACT, "expire silences")
     if not expire(store, silence_id, time.time()):
         raise ValueError(f"no silence {silence_id!r} is in force or pending")

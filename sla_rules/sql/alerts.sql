@@ -37,21 +37,6 @@ SELECT Id, Matchers, MatchersRe, toUnixTimestamp64Milli(EndsAt) AS EndsMs, Creat
 FROM revtrace_silences FINAL
 WHERE StartsAt <= {now:DateTime64(3)} AND EndsAt > {now:DateTime64(3)}
 
--- name: silences_all
--- Silences in force or pending at {now} (every one when {expired} = 1), newest first.
-SELECT Id, Matchers, MatchersRe, toUnixTimestamp64Milli(StartsAt) AS StartsMs,
-       toUnixTimestamp64Milli(EndsAt) AS EndsMs, CreatedBy, Comment
-FROM revtrace_silences FINAL
-WHERE {expired:UInt8} = 1 OR EndsAt > {now:DateTime64(3)}
-ORDER BY StartsAt DESC, Id
-LIMIT 1000
-
--- name: silence_by_id
-SELECT Id, Matchers, MatchersRe, toUnixTimestamp64Milli(StartsAt), toUnixTimestamp64Milli(EndsAt),
-       CreatedBy, Comment, toUnixTimestamp64Milli(UpdatedAt)
-FROM revtrace_silences FINAL
-WHERE Id = {id:String}
-
 -- name: groups
 SELECT GroupKey, Receiver, Labels, toUnixTimestamp64Milli(FirstSeenAt) AS FirstMs,
        if(LastNotifiedAt IS NULL, 0, toUnixTimestamp64Milli(assumeNotNull(LastNotifiedAt))) AS LastMs,
