@@ -54,6 +54,7 @@ __all__ = [
     "FactsPass",
     "FactsPlan",
     "backfill_facts",
+    "backfill_sql",
     "burn_stats",
     "duplicate_keys",
     "facts_complete_from",
@@ -318,14 +319,32 @@ def facts_complete_from(store: Store, state: str | None) -> float | None:
     return float(state) if state else math.inf
 
 
+_BACKFILL_WHERE: Final = "WHERE Timestamp >= {start:DateTime64(9)} AND Timestamp < {end:DateTime64(9)}\n    "
+
+
+@cache
+def backfill_sql() -> str:
+    """The facts view's own SELECT (collector/schema/0102_sla_facts.sql) over the spans
+    of ``[start, end)``, inserted into ``revtrace_eval_facts``: one source for both."""
+    from collector.migrations import RenderOptions, load_migrations
+
+    (migration,) = [
+        m for m in load_migrations(RenderOptions(ttl_days=0, cluster="")) if m.version == _FACTS_VERSION
+    ]
+    view = next(st for st in migration.statements if st.startswith("CREATE MATERIALIZED VIEW"))
+    select = view[view.index("AS SELECT") + len("AS ") :]
+    inner = "FROM revtrace_spans\n    GROUP BY CorrelationId"
+    if select.count(inner) != 1:
+        raise RuntimeError(f"migration {_FACTS_VERSION}: the facts view no longer reads {inner!r}")
+    return "INSERT INTO revtrace_eval_facts\n" + select.replace(
+        inner, inner.replace("GROUP BY", _BACKFILL_WHERE + "GROUP BY")
+    )
+
+
 def backfill_facts(store: Store, start: float, end: float) -> None:
     """Aggregate the spans with ``start <= Timestamp < end`` into ``revtrace_eval_facts``
     (idempotent: re-running it, or overlapping its view, changes no fact)."""
-    _command(
-        store,
-        sql("transactions", "backfill_facts"),
-        {"start": to_db_time(start), "end": to_db_time(min(end, _LAST_TIME))},
-    )
+    _command(store, backfill_sql(), {"start": to_db_time(start), "end": to_db_time(min(end, _LAST_TIME))})
 
 
 _LAST_TIME: Final = 9_000_000_000.0  # 2255: within DateTime64(9), after any span

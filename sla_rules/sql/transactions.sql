@@ -200,56 +200,6 @@ SELECT version, max(applied_at) FROM revtrace_schema_migrations
 WHERE version IN ({spans_version:String}, {facts_version:String})
 GROUP BY version
 
--- name: backfill_facts
--- revtrace_eval_facts for the spans written before its view existed, one
--- time range at a time: the view's SELECT (collector/schema/0102_sla_facts.sql,
--- kept equal by tests/sla_rules/test_facts.py) over the spans in [start, end).
--- Every fact is a min or max, so spans the view already saw change nothing.
-INSERT INTO revtrace_eval_facts
-SELECT
-    CorrelationId, Start, LastStart, End, LastStage, Process, LegalEntity, Region, Currency,
-    FirstAmount AS Amount, NotOk, LastRetry, LastOk,
-    arrayMap(g -> g[1].1, steps) AS Stages,
-    arrayMap(g -> arrayMin(arrayFilter(x -> x.3, g).2), steps) AS FirstEffects,
-    arrayMap(g -> toUInt32(arrayCount(x -> x.3, g)), steps) AS Effects,
-    arrayMap(g -> arrayMin(arrayFilter(x -> x.4, g).2), steps) AS FirstOks,
-    arrayMap(g -> arrayMax(arrayFilter(x -> x.4, g).2), steps) AS LastOks,
-    arrayMap(g -> arrayMin(arrayFilter(x -> x.5, g).2), steps) AS FirstFailures,
-    arrayMap(g -> arrayMax(g.6), steps) AS Vendors,
-    arrayMap(g -> arrayMin(arrayFilter(x -> x.3 AND x.7 != 0, g).7), steps) AS ObjectMins,
-    arrayMap(g -> arrayMax(arrayFilter(x -> x.3, g).7), steps) AS ObjectMaxs,
-    arrayMap(g -> arrayMin(arrayFilter(x -> x.3 AND x.8 IS NOT NULL, g).2), steps) AS AmountAts,
-    arrayMap(g -> assumeNotNull(arrayMin(arrayMap(x -> (x.2, x.8), arrayFilter(x -> x.3 AND x.8 IS NOT NULL, g))).2), steps) AS Amounts
-FROM (
-    SELECT
-        CorrelationId,
-        min(Timestamp) AS Start,
-        max(Timestamp) AS LastStart,
-        max(EndTimestamp) AS End,
-        argMaxState(toString(Stage), EndTimestamp) AS LastStage,
-        max(toString(Process)) AS Process,
-        max(toString(LegalEntity)) AS LegalEntity,
-        max(toString(Region)) AS Region,
-        max(toString(Currency)) AS Currency,
-        argMinState(Amount, Timestamp) AS FirstAmount,
-        max(NOT (Outcome IN ('ok', '', 'skipped_duplicate', 'compensated') AND NOT (Outcome = '' AND StatusCode = 'Error')) AND Outcome != 'retrying') AS NotOk,
-        maxIf(EndTimestamp, Outcome = 'retrying') AS LastRetry,
-        maxIf(EndTimestamp, (Outcome IN ('ok', '', 'skipped_duplicate', 'compensated') AND NOT (Outcome = '' AND StatusCode = 'Error'))) AS LastOk,
-        arraySort(groupArray((
-            toString(Stage),
-            EndTimestamp,
-            (Outcome IN ('ok', '') AND StatusCode != 'Error'),
-            (Outcome IN ('ok', '', 'skipped_duplicate', 'compensated') AND NOT (Outcome = '' AND StatusCode = 'Error')),
-            (Outcome IN ('failed', 'dead_lettered', 'parked') OR (Outcome = '' AND StatusCode = 'Error')),
-            toString(Vendor),
-            if(ObjectId = '', 0, cityHash64(ObjectId)),
-            Amount))) AS spans,
-        arraySplit((x, first) -> first, spans, arrayMap((x, i) -> i = 1 OR x.1 != spans[i - 1].1, spans, arrayEnumerate(spans))) AS steps
-    FROM revtrace_spans
-    WHERE Timestamp >= {start:DateTime64(9)} AND Timestamp < {end:DateTime64(9)}
-    GROUP BY CorrelationId
-)
-
 -- name: count_from_spans
 SELECT count() FROM /*@SCRATCH@*/ WHERE FromSpans
 

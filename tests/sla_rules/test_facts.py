@@ -33,7 +33,7 @@ def _words(text: str) -> str:
 
 
 def test_the_backfill_is_the_view_over_a_time_range() -> None:
-    backfill = q.sql("transactions", "backfill_facts")
+    backfill = q.backfill_sql()
     assert backfill.startswith("INSERT INTO revtrace_eval_facts\n")
     body = backfill.removeprefix("INSERT INTO revtrace_eval_facts\n")
     where = "WHERE Timestamp >= {start:DateTime64(9)} AND Timestamp < {end:DateTime64(9)}"
