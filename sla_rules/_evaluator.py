@@ -21,6 +21,7 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
@@ -36,7 +37,16 @@ from sla_rules._alerting import (
 )
 from sla_rules._errors import EvaluationError
 from sla_rules._evaluate import TRANSACTION_KINDS, classify, evaluate, measure, reconcile
-from sla_rules._model import Finding, RateStats, SlaPoint, TransactionStats, TxStatus, Verdict
+from sla_rules._model import (
+    Finding,
+    RateStats,
+    SequenceViolation,
+    SlaPoint,
+    TransactionFacts,
+    TransactionStats,
+    TxStatus,
+    Verdict,
+)
 from sla_rules._notify import Delivery, deliver_due
 from sla_rules._spec import (
     BurnRateRule,
@@ -293,6 +303,19 @@ class Evaluator:
         ``write=False`` (``sla check``) writes nothing and judges every
         transaction active within the lookback before ``now``.
         """
+        return self._transactions(now, write=write, incremental=incremental)
+
+    def _transactions(
+        self,
+        now: float | None,
+        *,
+        write: bool,
+        incremental: bool,
+        judging: Callable[[], None] | None = None,
+    ) -> TransactionResult:
+        """:meth:`transactions`; ``judging`` is called once the store has
+        answered and the judging in Python starts (:meth:`cycle` then reads
+        the window rules' statistics beside it)."""
         until = self.clock() if now is None else now
         spec = self.rules.evaluator
         horizon = until - spec.lookback
@@ -329,11 +352,39 @@ class Evaluator:
                 fast=self.facts_ready(horizon, until, backfill=write),
             ) as scan:
                 clean = scan.count_clean()
-                if write:
-                    scan.write_clean(time.time())
-                facts = scan.fetch_dirty()
+                # The ok verdicts are written server-side while the dirty
+                # transactions are read and judged here.
+                clean_written = _background().submit(scan.write_clean, time.time()) if write else None
+                try:
+                    facts = scan.fetch_dirty()
+                    if judging is not None:
+                        judging()
+                    findings, verdicts = self._judge(facts, seq, dup_keys, until)
+                finally:
+                    if clean_written is not None:
+                        wait([clean_written])
+                if clean_written is not None:
+                    clean_written.result()
         except StoreError as exc:
             raise EvaluationError(f"transactions pass: {exc}", retryable=exc.retryable) from exc
+        if write:
+            rows = [_verdict_row(v, time.time()) for v in verdicts]
+            for i in range(0, len(rows), 50_000):
+                self.store.insert_rows("revtrace_transactions", rows[i : i + 50_000], _TX_COLUMNS)
+            if stamp is not None:
+                self._set_watermark(stamp)
+            alerts = transaction_alerts(self.store, since=until - spec.alert_horizon)
+            sync_alerts(self.store, TRANSACTIONS_SOURCE, alerts, until)
+        return TransactionResult(verdicts, tuple(findings), clean, since, until)
+
+    def _judge(
+        self,
+        facts: list[TransactionFacts],
+        seq: list[SequenceViolation],
+        dup_keys: dict[str, tuple[str, ...]],
+        until: float,
+    ) -> tuple[list[Finding], tuple[Verdict, ...]]:
+        """The rules' findings on the dirty transactions, and their verdicts (pure)."""
         stats = TransactionStats(tuple(facts), tuple(seq), dup_keys)
         findings: list[Finding] = []
         for rule in self.tx_rules:
@@ -346,28 +397,27 @@ class Evaluator:
             classify(tx, by_tx.get(tx.correlation_id, ()), self.rules.classification, self.tx_rules, until)
             for tx in facts
         )
-        if write:
-            stamp = time.time()
-            rows = [_verdict_row(v, stamp) for v in verdicts]
-            for i in range(0, len(rows), 50_000):
-                self.store.insert_rows("revtrace_transactions", rows[i : i + 50_000], _TX_COLUMNS)
-            if stamp is not None:
-                self._set_watermark(stamp)
-            alerts = transaction_alerts(self.store, since=until - spec.alert_horizon)
-            sync_alerts(self.store, TRANSACTIONS_SOURCE, alerts, until)
-        return TransactionResult(verdicts, tuple(findings), clean, since, until)
+        return findings, verdicts
 
     def _store_time(self) -> float:
         value = self.store.query("SELECT toUnixTimestamp64Milli(now64(3))").scalar()
         return int(value) / 1000.0
 
     def window(
-        self, rule: Rule, now: float | None = None, *, write: bool = True
+        self,
+        rule: Rule,
+        now: float | None = None,
+        *,
+        write: bool = True,
+        stats_future: Future[Any] | None = None,
     ) -> tuple[list[Finding], list[SlaPoint]]:
-        """Measure one window rule; with ``write``, record its points and alerts."""
+        """Measure one window rule; with ``write``, record its points and alerts.
+
+        ``stats_future``: the rule's statistics as of ``now``, already being
+        read (:meth:`cycle` reads them while the transactions pass runs)."""
         until = self.clock() if now is None else now
         try:
-            stats = self._window_stats(rule, until)
+            stats = self._window_stats(rule, until) if stats_future is None else stats_future.result()
         except StoreError as exc:
             raise EvaluationError(f"rule {rule.name!r}: {exc}", retryable=exc.retryable) from exc
         if stats is None:
@@ -386,6 +436,11 @@ class Evaluator:
             if isinstance(rule, ReconciliationRule):
                 self._record_reconciliation(rule, stats, until)
         return findings, points
+
+    @staticmethod
+    def _reads_verdicts(rule: Rule) -> bool:
+        """Whether the rule's window statistics read the verdicts (so need the transactions pass first)."""
+        return isinstance(rule, DuplicateRule | CompletenessRule)
 
     def _window_stats(self, rule: Rule, until: float) -> Any:
         if isinstance(rule, LatencyRule):
@@ -521,20 +576,50 @@ class Evaluator:
         """Every rule once: transactions, then each window rule, then notifications."""
         at = self.clock() if now is None else now
         result = CycleResult(at=at)
-        started = time.perf_counter()
-        result.transactions = self.transactions(at, write=write, incremental=incremental)
-        result.timings["transactions"] = time.perf_counter() - started
-        for rule in self.window_rules:
-            t0 = time.perf_counter()
-            findings, points = self.window(rule, at, write=write)
-            result.findings += findings
-            result.points += points
-            result.timings[rule.name] = time.perf_counter() - t0
+        # The window rules that do not read the verdicts are measured while the
+        # transactions pass runs (its Python half leaves a core to the engine),
+        # as the scheduler's separate jobs do; each rule's writes still happen
+        # below, in rule order, after the pass.
+        futures: dict[str, Future[Any]] = {}
+
+        def read_windows() -> None:
+            # The window rules that do not read the verdicts are measured while
+            # the transactions pass judges in Python (a core is free then), as
+            # the scheduler's separate jobs would; their writes still happen
+            # below, in rule order, after the pass.
+            for rule in self.window_rules:
+                if not self._reads_verdicts(rule):
+                    futures[rule.name] = _background().submit(self._timed_stats, rule, at, result.timings)
+
+        try:
+            started = time.perf_counter()
+            result.transactions = self._transactions(
+                at, write=write, incremental=incremental, judging=read_windows
+            )
+            result.timings["transactions"] = time.perf_counter() - started
+            for rule in self.window_rules:
+                t0 = time.perf_counter()
+                findings, points = self.window(rule, at, write=write, stats_future=futures.get(rule.name))
+                result.findings += findings
+                result.points += points
+                result.timings[rule.name] = result.timings.get(rule.name, 0.0) + time.perf_counter() - t0
+        finally:
+            # Nothing of this cycle runs on after it.
+            for future in futures.values():
+                future.cancel()
+            wait(futures.values())
         if write and notify:
             t0 = time.perf_counter()
             result.queued, result.delivery = self.notify(at)
             result.timings["notify"] = time.perf_counter() - t0
         return result
+
+    def _timed_stats(self, rule: Rule, until: float, timings: dict[str, float]) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return self._window_stats(rule, until)
+        finally:
+            timings[rule.name] = time.perf_counter() - t0
 
     # --- scheduling ------------------------------------------------------------------------
 
@@ -596,6 +681,22 @@ class Evaluator:
             scheduler, self._scheduler = self._scheduler, None
         if scheduler is not None:
             scheduler.shutdown(wait=True)
+
+
+_pool_lock = threading.Lock()
+_pool: ThreadPoolExecutor | None = None
+
+
+def _background() -> ThreadPoolExecutor:
+    """The one thread that runs store work beside a pass: the clean verdicts'
+    insert, and the window statistics :meth:`Evaluator.cycle` reads ahead.
+
+    One per process rather than per pass: the store keeps a client per thread."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revtrace-window-stats")
+        return _pool
 
 
 def _now_dt() -> Any:
