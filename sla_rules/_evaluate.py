@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Final
 
 from sla_rules._model import (
+    OK_OUTCOMES,
     BurnStats,
     Finding,
     GroupCount,
@@ -128,9 +129,11 @@ def _completeness(rule: CompletenessRule, stats: TransactionStats, now: float) -
         if not _applies(rule, tx):
             continue
         if rule.idle:
-            _, _, waiting, _ = _stage_states(tx.spans)
             idle = now - tx.last_seen
-            if waiting and idle > rule.within:
+            if idle <= rule.within:
+                continue
+            _, _, waiting, _ = _stage_states(tx.spans)
+            if waiting:
                 span = waiting[0]
                 out.append(
                     _tx_finding(
@@ -149,13 +152,9 @@ def _completeness(rule: CompletenessRule, stats: TransactionStats, now: float) -
         if start is None:
             continue
         done = tx.first_ok(rule.expect)
-        evidence = {
-            "after": {"stage": rule.after, "at": _iso(start)},
-            "expect": rule.expect,
-            "within_s": rule.within,
-        }
         if done is None and now - start > rule.within:
             waited = now - start
+            evidence = _expect_evidence(rule, start)
             out.append(
                 _tx_finding(
                     rule,
@@ -170,6 +169,7 @@ def _completeness(rule: CompletenessRule, stats: TransactionStats, now: float) -
             )
         elif done is not None and done - start > rule.within:
             took = done - start
+            evidence = _expect_evidence(rule, start)
             out.append(
                 _tx_finding(
                     rule,
@@ -183,6 +183,10 @@ def _completeness(rule: CompletenessRule, stats: TransactionStats, now: float) -
                 )
             )
     return out
+
+
+def _expect_evidence(rule: CompletenessRule, start: float) -> dict[str, Any]:
+    return {"after": {"stage": rule.after, "at": _iso(start)}, "expect": rule.expect, "within_s": rule.within}
 
 
 def _latency_tx(rule: LatencyRule, stats: TransactionStats, now: float) -> list[Finding]:
@@ -221,18 +225,14 @@ def _latency_tx(rule: LatencyRule, stats: TransactionStats, now: float) -> list[
     return out
 
 
-def _effects(spans: Iterable[SpanSignal], stage: str) -> list[SpanSignal]:
-    # A step that really took effect: ok, not a skipped duplicate or compensated one.
-    return [s for s in spans if s.stage == stage and s.outcome in (Outcome.OK.value, "") and s.ok]
-
-
 def _duplicate_tx(rule: DuplicateRule, stats: TransactionStats) -> list[Finding]:
     out: list[Finding] = []
     for tx in stats.transactions:
         if not _applies(rule, tx):
             continue
+        by_stage = tx.duplicate_candidates
         for stage in rule.stages:
-            effects = _effects(tx.spans, stage)
+            effects = by_stage.get(stage, ())
             if len(effects) < 2:
                 continue
             if rule.key == "object":
@@ -740,21 +740,23 @@ def _stage_states(
     list[tuple[SpanSignal, int]], list[tuple[SpanSignal, int]], list[SpanSignal], list[dict[str, Any]]
 ]:
     """Per stage, in order: (open failures, held, retrying, absorbed blips)."""
-    by_stage: dict[str, list[SpanSignal]] = defaultdict(list)
-    failing: set[str] = set()
-    for span in spans:
-        by_stage[span.stage].append(span)
-        if span.failed:
-            failing.add(span.stage)
     failed: list[tuple[SpanSignal, int]] = []
     held: list[tuple[SpanSignal, int]] = []
     retrying: list[SpanSignal] = []
     absorbed: list[dict[str, Any]] = []
+    # A span failed unless it is ok (SpanSignal.ok, spelled out: this runs for every span).
+    failing = {
+        span.stage
+        for span in spans
+        if span.outcome not in OK_OUTCOMES or (span.outcome == "" and span.status_code == "Error")
+    }
     if not failing:  # most transactions: nothing to sort out
         return failed, held, retrying, absorbed
+    by_stage: dict[str, list[SpanSignal]] = defaultdict(list)
+    for span in spans:
+        if span.stage in failing:
+            by_stage[span.stage].append(span)
     for stage, attempts in by_stage.items():
-        if stage not in failing:
-            continue
         attempts.sort(key=lambda s: (s.end, s.attempt))
         failures = [s for s in attempts if s.failed]
         if not failures:

@@ -134,6 +134,16 @@ class TransactionFacts:
         return self._first_effects.get(stage)
 
     @cached_property
+    def duplicate_candidates(self) -> dict[str, list[SpanSignal]]:
+        """Stage → its spans that took effect as the duplicate rule counts them
+        (outcome ok or empty, and ok), in span order."""
+        out: dict[str, list[SpanSignal]] = {}
+        for s in self.spans:
+            if s.outcome in _EFFECT_OUTCOMES and s.ok:
+                out.setdefault(s.stage, []).append(s)
+        return out
+
+    @cached_property
     def _first_effects(self) -> dict[str, float]:
         # Every rule asks for a few stages of every transaction: one pass over the spans.
         out: dict[str, float] = {}

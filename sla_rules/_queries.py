@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import math
+import operator
 import re
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
@@ -176,6 +177,8 @@ class FactsPlan:
     params: dict[str, Any] = field(default_factory=dict)
     stages: dict[str, int] = field(default_factory=dict)
     amounts: set[int] = field(default_factory=set)
+    idempotency_keys: bool = False
+    """Whether a rule compares idempotency keys (the spans are read with them)."""
 
     def stage(self, name: str) -> int:
         if name not in self.stages:
@@ -252,6 +255,7 @@ def plan_facts(rules: Sequence[Rule]) -> FactsPlan:
         elif isinstance(rule, DuplicateRule) and rule.key == "object":
             object_dup_stages.extend(s for s in rule.stages if s not in object_dup_stages)
         elif isinstance(rule, DuplicateRule):
+            plan.idempotency_keys |= rule.key == "idempotency_key"
             for j, stage in enumerate(rule.stages):
                 i = k * 100 + j
                 plan.params[f"dup_{i}"] = stage
@@ -422,40 +426,51 @@ class FactsPass:
 
     def fetch_dirty(self) -> list[TransactionFacts]:
         """Every span of the candidates something may be wrong with, as facts."""
-        rows = _query(self.store, sql("transactions", "dirty_spans", SCRATCH=self.scratch), self.params)
+        keys = "IdempotencyKey" if self.plan.idempotency_keys else "'' AS IdempotencyKey"
+        rows = _query(
+            self.store, sql("transactions", "dirty_spans", SCRATCH=self.scratch, KEYS=keys), self.params
+        )
         return _facts(rows)
+
+
+_SPAN_ORDER: Final = operator.attrgetter("end", "attempt")
 
 
 def _facts(rows: Iterable[Sequence[Any]]) -> list[TransactionFacts]:
     by_tx: dict[str, list[Sequence[Any]]] = {}
     for row in rows:
-        by_tx.setdefault(row[0], []).append(row)
+        tx_rows = by_tx.get(row[0])
+        if tx_rows is None:
+            by_tx[row[0]] = [row]
+        else:
+            tx_rows.append(row)
     out: list[TransactionFacts] = []
+    signal = SpanSignal
     for cid, tx_rows in by_tx.items():
         spans = sorted(
-            (
-                SpanSignal(
+            [
+                signal(
                     stage, start_ns / 1e9, end_ns / 1e9, outcome, status, category, code, error_type,
                     int(http or 0), vendor, system, int(attempt or 0), otype, oid, ikey, event_id,
                     None if seq is None else int(seq), amount, span_id,
                 )
                 for (_cid, _p, _e, _r, stage, system, vendor, start_ns, end_ns, outcome, status, category, code,
                      error_type, http, attempt, otype, oid, ikey, event_id, seq, amount, _c, span_id) in tx_rows
-            ),
-            key=lambda sp: (sp.end, sp.attempt),
+            ],
+            key=_SPAN_ORDER,
         )  # fmt: skip
         out.append(
             TransactionFacts(
                 correlation_id=cid,
-                process=max((r[1] for r in tx_rows), default=""),
-                legal_entity=max((r[2] for r in tx_rows), default=""),
-                region=max((r[3] for r in tx_rows), default=""),
+                process=max([r[1] for r in tx_rows]),
+                legal_entity=max([r[2] for r in tx_rows]),
+                region=max([r[3] for r in tx_rows]),
                 first_seen=min(sp.start for sp in spans),
                 last_seen=spans[-1].end,
                 last_stage=spans[-1].stage,
                 spans=tuple(spans),
                 amount=next((sp.amount for sp in spans if sp.amount is not None), None),
-                currency=max((r[22] for r in tx_rows), default=""),
+                currency=max([r[22] for r in tx_rows]),
             )
         )
     return out

@@ -232,12 +232,13 @@ SELECT countIf(NOT Dirty AND NOT FromSpans) FROM /*@SCRATCH@*/
 
 -- name: dirty_spans
 -- Every span of the transactions something may be wrong with (GLOBAL: the
--- scratch table is on this node only).
+-- scratch table is on this node only). /*@KEYS@*/ is IdempotencyKey, or ''
+-- when no rule compares idempotency keys (the column is the widest to read).
 SELECT
     CorrelationId, Process, LegalEntity, Region, Stage, System, Vendor,
     toUnixTimestamp64Nano(Timestamp) AS StartNs, toUnixTimestamp64Nano(EndTimestamp) AS EndNs,
     Outcome, StatusCode, ErrorCategory, ErrorCode, ErrorType, HttpStatusCode, Attempt,
-    ObjectType, ObjectId, IdempotencyKey, EventId, EventSequence, Amount, Currency, SpanId
+    ObjectType, ObjectId, /*@KEYS@*/, EventId, EventSequence, Amount, Currency, SpanId
 FROM revtrace_spans
 WHERE Timestamp >= {horizon:DateTime64(9)}
   AND Timestamp <= {until:DateTime64(9)}
