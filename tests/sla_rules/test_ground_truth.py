@@ -114,16 +114,25 @@ def run_and_score(
 def test_precision_and_recall_against_the_reference_engine(
     store: Store, collector: Collector, tmp_path: Path
 ) -> None:
-    result = run_and_score(store, collector, tmp_path, PROFILE, rate=12, duration=8, seed=11)
+    """Issue 5's bar: precision and recall of at least 0.95 overall and for
+    every category seen at least five times. About 400 transactions give five
+    to six categories five or more (the rarest, business_rule and
+    rate_limited, stay under five); below twenty, one wrong verdict already
+    fails its category. Runs with seeds 11, 12 and 13 scored 1.0 for every
+    category whenever every transaction had a verdict."""
+    result = run_and_score(store, collector, tmp_path, PROFILE, rate=12, duration=30, seed=11)
     report = result.table()
     assert result.missing == 0, report
-    assert result.transactions >= 60, report
+    assert result.transactions >= 250, report
     assert (result.precision or 0) >= 0.95 and (result.recall or 0) >= 0.95, report
+    measured = 0
     for name, c in result.categories.items():
         if c.tp + c.fn >= 5:
-            assert (c.recall or 0) >= 0.8, f"{name}\n{report}"
+            measured += 1
+            assert (c.recall or 0) >= 0.95, f"{name}\n{report}"
         if c.tp + c.fp >= 5:
-            assert (c.precision or 0) >= 0.8, f"{name}\n{report}"
+            assert (c.precision or 0) >= 0.95, f"{name}\n{report}"
+    assert measured >= 4, report
 
 
 def test_a_duplicate_billing_customer_is_seen(store: Store, collector: Collector, tmp_path: Path) -> None:
