@@ -27,14 +27,19 @@ from dataclasses import dataclass, field
 from typing import Final, Literal
 
 from collector.otlp import (
+    TRACES_PROTOBUF,
     TRACES_TABLE,
     Limits,
     OTLPDecodeError,
     RowBatch,
+    Screened,
     decode_metrics,
     decode_traces,
+    drop_spans,
+    is_protobuf,
     metrics_to_rows,
-    traces_to_rows,
+    request_span_keys,
+    screen_traces,
 )
 from collector.spool import Spool, SpoolFullError
 
@@ -216,7 +221,9 @@ class Ingest:
         try:
             for record in self.spool.read_from(start, self.spool.end - start):
                 for table, _, rows in record.blocks:
-                    if table != "otel_traces":
+                    if table == TRACES_PROTOBUF:
+                        keys.extend(request_span_keys(rows))
+                    if table != TRACES_TABLE:  # JSON rows, as spooled before 0.3
                         continue
                     for line in rows.split(b"\n"):
                         row = orjson.loads(line)
@@ -261,10 +268,10 @@ class Ingest:
     def handle_message(self, signal: Signal, message: object) -> IngestResult:
         """Convert and spool an already-decoded message (the gRPC path)."""
         if signal == "traces":
-            batch = traces_to_rows(message, self.limits)  # type: ignore[arg-type]
+            converted = Converted.of_traces(screen_traces(message, self.limits))  # type: ignore[arg-type]
         else:
-            batch = metrics_to_rows(message, self.limits)  # type: ignore[arg-type]
-        return self.spool_converted(signal, Converted.of(batch))
+            converted = Converted.of(metrics_to_rows(message, self.limits))  # type: ignore[arg-type]
+        return self.spool_converted(signal, converted)
 
     def refused(self, signal: Signal) -> None:
         """Count a request refused before conversion finished (no valid token, no
@@ -288,9 +295,7 @@ class Ingest:
                 if len(fresh) != len(keys):
                     self.stats.duplicates[signal] += len(keys) - len(fresh)
                     keys = [keys[i] for i in fresh]
-                    blocks = [
-                        _keep_rows(block, fresh) if block[0] == TRACES_TABLE else block for block in blocks
-                    ]
+                    blocks = [_keep_spans(block, set(fresh)) for block in blocks]
                     blocks = [block for block in blocks if block[1]]
             if blocks:
                 try:
@@ -307,16 +312,18 @@ class Ingest:
         return IngestResult(converted.accepted, converted.rejected, converted.message)
 
 
-def _keep_rows(block: tuple[str, int, bytes], keep: list[int]) -> tuple[str, int, bytes]:
-    rows = block[2].split(b"\n")  # JSON lines never hold a raw newline
-    kept = [rows[i] for i in keep]
-    return block[0], len(kept), b"\n".join(kept)
+def _keep_spans(block: tuple[str, int, bytes], keep: set[int]) -> tuple[str, int, bytes]:
+    if block[0] != TRACES_PROTOBUF:
+        return block
+    return block[0], len(keep), drop_spans(block[2], keep) if keep else b""
 
 
 @dataclass(frozen=True)
 class Converted:
     """A converted request, compact enough to cross a process boundary cheaply:
-    one JSONEachRow payload per table and the span keys of the trace rows."""
+    for traces one protobuf block of the screened spans (flattened by the
+    store's engine when written), for metrics one JSONEachRow payload per
+    table; and the span keys of the traces."""
 
     accepted: int
     rejected: int
@@ -329,6 +336,12 @@ class Converted:
         """Pack a :class:`RowBatch`."""
         blocks = [(table, len(rows), b"\n".join(rows)) for table, rows in batch.rows.items() if rows]
         return cls(batch.accepted, batch.rejected, batch.message, blocks, batch.span_keys)
+
+    @classmethod
+    def of_traces(cls, screened: Screened) -> Converted:
+        """Pack a screened traces request."""
+        blocks = [(TRACES_PROTOBUF, screened.accepted, screened.payload)] if screened.accepted else []
+        return cls(screened.accepted, screened.rejected, screened.message, blocks, screened.span_keys)
 
 
 def convert_request(
@@ -344,11 +357,11 @@ def convert_request(
     body = decompress(raw, encoding, max_body_bytes)
     try:
         if signal == "traces":
-            batch = traces_to_rows(decode_traces(body, content_type), limits)
-        else:
-            batch = metrics_to_rows(decode_metrics(body, content_type), limits)
+            message = decode_traces(body, content_type)
+            spooled = body if is_protobuf(content_type) else None  # spooled as it came
+            return Converted.of_traces(screen_traces(message, limits, spooled))
+        return Converted.of(metrics_to_rows(decode_metrics(body, content_type), limits))
     except OTLPDecodeError as exc:
         if str(exc).startswith("unsupported content type"):
             raise UnsupportedMedia(str(exc)) from None
         raise BadRequest(str(exc)) from None
-    return Converted.of(batch)

@@ -33,10 +33,15 @@ __all__ = [
     "Limits",
     "OTLPDecodeError",
     "RowBatch",
+    "Screened",
     "decode_metrics",
     "decode_traces",
+    "drop_spans",
     "format_timestamp",
+    "is_protobuf",
     "metrics_to_rows",
+    "request_span_keys",
+    "screen_traces",
     "traces_to_rows",
 ]
 
@@ -44,6 +49,9 @@ CONTENT_PROTOBUF: Final = "application/x-protobuf"
 CONTENT_JSON: Final = "application/json"
 
 TRACES_TABLE: Final = "otel_traces"
+TRACES_PROTOBUF: Final = "otlp.traces.protobuf"
+"""Spool block kind: one serialized ExportTraceServiceRequest of screened spans,
+flattened into ``otel_traces`` by the writer (collector/engine_flatten.py)."""
 METRICS_TABLES: Final = {
     "gauge": "otel_metrics_gauge",
     "sum": "otel_metrics_sum",
@@ -109,6 +117,11 @@ class RowBatch:
 
 def _media_type(content_type: str | None) -> str:
     return (content_type or CONTENT_PROTOBUF).split(";", 1)[0].strip().lower()
+
+
+def is_protobuf(content_type: str | None) -> bool:
+    """True when ``content_type`` names OTLP protobuf (the default)."""
+    return _media_type(content_type) == CONTENT_PROTOBUF
 
 
 def decode_traces(body: bytes, content_type: str | None) -> ExportTraceServiceRequest:
@@ -286,9 +299,20 @@ def _attributes(kvs: Iterable[Any], limits: Limits, count: int) -> dict[str, str
     if count > limits.max_attributes:
         raise _LimitError(f"{count} attributes (limit {limits.max_attributes})")
     # Most attributes are strings: read the field directly before asking which
-    # member of the oneof is set. A comprehension, because this is the hottest
-    # loop of the collector.
-    out = {kv.key: (kv.value.string_value or _as_string(kv.value)) for kv in kvs}
+    # member of the oneof is set.
+    out: dict[str, str] = {}
+    strings: dict[str, bool] = {}
+    for kv in kvs:
+        value = kv.value
+        text = value.string_value
+        is_string = bool(text) or value.WhichOneof("value") == "string_value"
+        out[kv.key] = text if is_string else _as_string(value)
+        strings[kv.key] = is_string
+    if not all(strings.values()):
+        # String-valued attributes first, then the others, each in request
+        # order (a repeated key keeps its last value): the order the store's
+        # engine writes them in (collector/engine_flatten.py).
+        out = {k: out[k] for k in sorted(out, key=lambda k: not strings[k])}
     cap = limits.max_attribute_bytes
     if out and max(map(len, out.values())) > cap:
         for key, text in out.items():
@@ -368,6 +392,149 @@ def traces_to_rows(request: ExportTraceServiceRequest, limits: Limits | None = N
                 batch.span_keys.append(span.trace_id + span.span_id)
                 batch.accepted += 1
     return batch
+
+
+@dataclass(frozen=True)
+class Screened:
+    """A traces request whose spans were checked: what to spool and what to answer."""
+
+    payload: bytes
+    """The request serialized, without the rejected spans."""
+    accepted: int
+    rejected: int
+    message: str
+    span_keys: list[bytes]
+    """Trace id + span id of each accepted span, in request order."""
+
+
+def screen_traces(
+    request: ExportTraceServiceRequest, limits: Limits | None = None, body: bytes | None = None
+) -> Screened:
+    """Check every span as :func:`traces_to_rows` does, without converting it.
+
+    The rows are made later by the store's engine from the protobuf bytes
+    (collector/engine_flatten.py), so here only what decides acceptance is
+    read: ids, times, and the counts of attributes, events and links — not
+    each attribute value, unless the request is big enough to hold one over
+    ``max_attribute_bytes`` (measured as encoded on the wire). Rejected spans
+    are removed from ``request`` (which is changed) and the rest serialized
+    again; with nothing rejected, ``body`` (the bytes ``request`` was parsed
+    from) is spooled as it came.
+    """
+    limits = limits or Limits()
+    batch = RowBatch()
+    size = len(body) if body is not None else request.ByteSize()
+    check_sizes = size > limits.max_attribute_bytes
+    keys: list[bytes] = []
+    changed = False
+    dead: list[int] = []
+    for r, resource_spans in enumerate(request.resource_spans):
+        resource = resource_spans.resource
+        try:
+            _screen_attributes(
+                resource.attributes, limits, check_sizes and resource.ByteSize() > limits.max_attribute_bytes
+            )
+        except _LimitError as exc:
+            for scope_spans in resource_spans.scope_spans:
+                for _ in scope_spans.spans:
+                    batch.reject(f"resource: {exc}")
+            dead.append(r)
+            continue
+        for scope_spans in resource_spans.scope_spans:
+            spans = scope_spans.spans
+            bad: list[int] = []
+            for i, span in enumerate(spans):
+                try:
+                    _screen_span(span, limits, check_sizes)
+                except _LimitError as exc:
+                    batch.reject(f"span {span.name[:60]!r}: {exc}")
+                    bad.append(i)
+                    continue
+                keys.append(span.trace_id + span.span_id)
+            for i in reversed(bad):
+                del spans[i]
+            changed = changed or bool(bad)
+    for r in reversed(dead):
+        del request.resource_spans[r]
+    changed = changed or bool(dead)
+    payload = body if body is not None and not changed else bytes(request.SerializeToString())
+    return Screened(payload, len(keys), batch.rejected, batch.message, keys)
+
+
+def _screen_attributes(kvs: Any, limits: Limits, check_sizes: bool) -> None:
+    count = len(kvs)
+    if count > limits.max_attributes:
+        raise _LimitError(f"{count} attributes (limit {limits.max_attributes})")
+    if check_sizes:
+        cap = limits.max_attribute_bytes
+        for kv in kvs:
+            encoded = kv.value.ByteSize()
+            if encoded > cap:
+                raise _LimitError(f"attribute {kv.key[:60]!r} is {encoded} bytes (limit {cap} bytes)")
+
+
+def _screen_span(span: Any, limits: Limits, check_sizes: bool) -> None:
+    trace_id = span.trace_id
+    span_id = span.span_id
+    if len(trace_id) != 16 or len(span_id) != 8 or trace_id == _ZERO_16 or span_id == _ZERO_8:
+        _hex_id(trace_id, 16, "traceId", True)
+        _hex_id(span_id, 8, "spanId", True)
+    parent = span.parent_span_id
+    if parent and len(parent) != 8:
+        _hex_id(parent, 8, "parentSpanId", False)
+    start = span.start_time_unix_nano
+    if start <= 0:
+        raise _LimitError("startTimeUnixNano is missing")
+    if start > _MAX_NANOS:
+        _ts(start)
+    events = span.events
+    links = span.links
+    if len(events) > limits.max_events:
+        raise _LimitError(f"{len(events)} events (limit {limits.max_events})")
+    if len(links) > limits.max_links:
+        raise _LimitError(f"{len(links)} links (limit {limits.max_links})")
+    big = check_sizes and span.ByteSize() > limits.max_attribute_bytes
+    _screen_attributes(span.attributes, limits, big)
+    for event in events:
+        if event.time_unix_nano > _MAX_NANOS:
+            _ts(event.time_unix_nano)
+        _screen_attributes(event.attributes, limits, big)
+    for link in links:
+        _hex_id(link.trace_id, 16, "links.traceId", False)
+        _hex_id(link.span_id, 8, "links.spanId", False)
+        _screen_attributes(link.attributes, limits, big)
+
+
+_ZERO_16: Final = b"\x00" * 16
+_ZERO_8: Final = b"\x00" * 8
+
+
+def request_span_keys(payload: bytes) -> list[bytes]:
+    """Trace id + span id of every span of a serialized traces request."""
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(payload)
+    return [
+        span.trace_id + span.span_id
+        for resource_spans in request.resource_spans
+        for scope_spans in resource_spans.scope_spans
+        for span in scope_spans.spans
+    ]
+
+
+def drop_spans(payload: bytes, keep: set[int]) -> bytes:
+    """``payload`` (a serialized traces request) with only the spans whose
+    position (in request order) is in ``keep``."""
+    request = ExportTraceServiceRequest()
+    request.ParseFromString(payload)
+    position = 0
+    for resource_spans in request.resource_spans:
+        for scope_spans in resource_spans.scope_spans:
+            spans = scope_spans.spans
+            drop = [i for i in range(len(spans)) if position + i not in keep]
+            position += len(spans)
+            for i in reversed(drop):
+                del spans[i]
+    return bytes(request.SerializeToString())
 
 
 def _span_row(span: Any, limits: Limits) -> dict[str, Any]:

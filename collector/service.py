@@ -51,6 +51,7 @@ class CollectorConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     batch_rows: int = 50_000
     batch_ms: int = 1000
+    insert_threads: int = 2
     spool_max_bytes: int = 2 * 1024 * 1024 * 1024
     spool_fsync: bool = False
     spool_recycle_bytes: int = 4 * 1024 * 1024
@@ -73,6 +74,7 @@ class CollectorConfig:
             "max_body_bytes": settings.env_int("REVTRACE_MAX_BODY_BYTES"),
             "batch_rows": settings.env_int("REVTRACE_BATCH_ROWS"),
             "batch_ms": settings.env_int("REVTRACE_BATCH_MS"),
+            "insert_threads": settings.env_int("REVTRACE_INSERT_THREADS"),
             "spool_max_bytes": settings.env_int("REVTRACE_SPOOL_MAX_BYTES"),
             "spool_fsync": settings.env_bool("REVTRACE_SPOOL_FSYNC"),
             "ttl_days": settings.env_int("REVTRACE_TTL_DAYS"),
@@ -125,7 +127,13 @@ class Collector:
         )
         if self.spool.backlog_bytes:
             log.info("spool holds %d bytes from before; writing them first", self.spool.backlog_bytes)
-        self.writer = Writer(self.store, self.spool, batch_rows=cfg.batch_rows, batch_ms=cfg.batch_ms)
+        self.writer = Writer(
+            self.store,
+            self.spool,
+            batch_rows=cfg.batch_rows,
+            batch_ms=cfg.batch_ms,
+            insert_threads=cfg.insert_threads,
+        )
         self.writer.start()
         self.ingest = Ingest(
             self.spool, tokens=cfg.ingest_tokens, max_body_bytes=cfg.max_body_bytes, limits=cfg.limits

@@ -87,11 +87,18 @@ ENV: Final[dict[str, Setting]] = {
         Setting(
             "REVTRACE_INGEST_WORKERS",
             "0",
-            "Processes that decode and convert OTLP/HTTP requests (0: threads of the collector process). "
+            "Processes that decode and check OTLP/HTTP requests (0: threads of the collector process). "
             "Set to the number of spare cores for high ingest rates.",
         ),
         Setting("REVTRACE_BATCH_ROWS", "50000", "The writer inserts when this many rows are waiting…"),
         Setting("REVTRACE_BATCH_MS", "1000", "…or when the oldest waiting row is this old."),
+        Setting(
+            "REVTRACE_INSERT_THREADS",
+            "2",
+            "Statements a batch of spans is split into and written by at once (the engine runs one on "
+            "one core), each of at least 20,000 spans; each holds its share of the batch in memory. "
+            "Batches under 6,000 spans are converted in Python instead.",
+        ),
         Setting(
             "REVTRACE_SPOOL_MAX_BYTES",
             str(2 * 1024 * 1024 * 1024),

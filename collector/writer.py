@@ -19,17 +19,23 @@ A record whose data the store refuses (a parse error, not an outage) is set asid
 
 from __future__ import annotations
 
+import base64
 import logging
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from collector import engine_flatten
+from collector.otlp import TRACES_PROTOBUF, TRACES_TABLE
 from collector.spool import Record, Spool
 from collector.store import Store, StoreDataError, StoreError
 
-__all__ = ["Writer", "WriterStats"]
+__all__ = ["Writer", "WriterStats", "write_blocks"]
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +65,9 @@ class Writer:
         batch_ms: int = 1000,
         max_batch_bytes: int = 64 * 1024 * 1024,
         max_backoff_s: float = 30.0,
+        insert_threads: int = 2,
+        engine_min_spans: int = 6_000,
+        part_min_spans: int = 20_000,
     ) -> None:
         self.store = store
         self.spool = spool
@@ -66,6 +75,9 @@ class Writer:
         self.batch_ms = batch_ms
         self.max_batch_bytes = max_batch_bytes
         self.max_backoff_s = max_backoff_s
+        self.insert_threads = max(1, insert_threads)
+        self.engine_min_spans = engine_min_spans
+        self.part_min_spans = part_min_spans
         self.stats = WriterStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -164,15 +176,16 @@ class Writer:
         return True
 
     def _write(self, records: list[Record], start: int, end: int) -> None:
-        tables: dict[str, list[bytes]] = defaultdict(list)
-        counts: dict[str, int] = defaultdict(int)
-        for record in records:
-            for table, count, rows in record.blocks:
-                tables[table].append(rows)
-                counts[table] += count
         try:
-            for table in sorted(tables):
-                self._insert(table, b"\n".join(tables[table]), f"{start}-{end}:{table}")
+            counts = write_blocks(
+                self.store,
+                (block for record in records for block in record.blocks),
+                f"{start}-{end}",
+                self.spool.directory,
+                self.insert_threads,
+                engine_min_spans=self.engine_min_spans,
+                part_min_spans=self.part_min_spans,
+            )
         except StoreDataError as exc:
             # Only a refusal of the data itself sets records aside; any other
             # error (outage, missing table, permissions) is retried, because
@@ -203,25 +216,20 @@ class Writer:
         with self._idle:
             self._idle.notify_all()
 
-    def _insert(self, table: str, data: bytes, token: str) -> None:
-        self.store.insert_raw(
-            table,
-            data,
-            fmt="JSONEachRow",
-            settings={
-                "insert_deduplication_token": token,
-                "insert_deduplicate": 1,
-                "deduplicate_blocks_in_dependent_materialized_views": 1,
-                "input_format_skip_unknown_fields": 1,
-            },
-        )
-
     def _set_aside(self, record: Record, reason: str) -> None:
         self.rejected_dir.mkdir(parents=True, exist_ok=True)
         path: Path = self.rejected_dir / f"{record.start:020d}.jsonl"
         with open(path, "wb") as handle:
             handle.write(f"# rejected by the store: {reason[:2000]}\n".encode())
             for table, _, rows in record.blocks:
+                if table == TRACES_PROTOBUF:
+                    try:
+                        rows, _ = engine_flatten.python_rows([rows])
+                        table = TRACES_TABLE
+                    except Exception:  # keep the bytes, whatever they are
+                        handle.write(f"# {table} (base64, not decodable)\n".encode())
+                        handle.write(base64.b64encode(rows) + b"\n")
+                        continue
                 handle.write(f"# table {table}\n".encode())
                 handle.write(rows + b"\n")
         self.stats.records_rejected += 1
@@ -231,3 +239,97 @@ class Writer:
             path,
             reason,
         )
+
+
+# Below this many spans a batch is converted in Python (see write_blocks).
+ENGINE_MIN_SPANS = 6_000
+# Each concurrent engine statement gets at least this many spans.
+PART_MIN_SPANS = 20_000
+
+
+def write_blocks(
+    store: Store,
+    blocks: Iterable[tuple[str, int, bytes]],
+    token: str | None,
+    workdir: Path,
+    parallel: int = 1,
+    *,
+    engine_min_spans: int = ENGINE_MIN_SPANS,
+    part_min_spans: int = PART_MIN_SPANS,
+) -> dict[str, int]:
+    """Insert spool blocks — JSON rows per table, traces as protobuf requests —
+    into the store; returns the rows written per table.
+
+    ``token`` makes each table's insert idempotent (ClickHouse insert
+    deduplication, business views included): writing the same blocks again
+    with the same token (and the same arguments) stores nothing twice.
+
+    Traces of ``engine_min_spans`` spans or more are flattened by the engine,
+    as up to ``parallel`` statements at once with at least ``part_min_spans``
+    spans each; smaller batches are converted in Python, because the engine
+    statement's fixed cost (about a quarter of a second) would dominate a
+    quiet collector's once-a-second batch. Both choices depend only on the
+    batch, so a replay splits and writes it the same way.
+    """
+    tables: dict[str, list[bytes]] = defaultdict(list)
+    counts: dict[str, int] = defaultdict(int)
+    protobuf_spans = 0
+    for table, count, data in blocks:
+        tables[table].append(data)
+        if table == TRACES_PROTOBUF:
+            protobuf_spans += count
+        counts[TRACES_TABLE if table == TRACES_PROTOBUF else table] += count
+    for table in sorted(tables):
+        settings: dict[str, Any] = {
+            "insert_deduplicate": 1,
+            "deduplicate_blocks_in_dependent_materialized_views": 1,
+            "input_format_skip_unknown_fields": 1,
+        }
+        if token is not None:
+            settings["insert_deduplication_token"] = f"{token}:{table}"
+        if table == TRACES_PROTOBUF:
+            spans = protobuf_spans
+            if spans < engine_min_spans:
+                engine_flatten.insert_traces(store, tables[table], settings, workdir, engine=False)
+            else:
+                parts = max(1, min(parallel, spans // max(1, part_min_spans)))
+                _insert_traces_in_parts(store, tables[table], settings, workdir, parts)
+        else:
+            store.insert_raw(table, b"\n".join(tables[table]), fmt="JSONEachRow", settings=settings)
+    return dict(counts)
+
+
+# The engine runs one INSERT … SELECT on one core; parts of a batch in
+# threads (chDB releases the GIL while it works) use more.
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _insert_traces_in_parts(
+    store: Store, messages: list[bytes], settings: dict[str, Any], workdir: Path, parallel: int
+) -> None:
+    """Insert ``messages`` as up to ``parallel`` concurrent statements, each with its
+    own deduplication token derived from the batch's (a replay of the batch splits
+    it the same way, so every part is deduplicated on its own)."""
+    parts = max(1, min(parallel, len(messages)))
+    if parts == 1:
+        engine_flatten.insert_traces(store, messages, settings, workdir)
+        return
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < parts:
+            _pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="revtrace-insert")
+        pool = _pool
+    token = settings.get("insert_deduplication_token")
+    size = -(-len(messages) // parts)
+    futures = []
+    for i in range(parts):
+        part_settings = dict(settings)
+        if token is not None:
+            part_settings["insert_deduplication_token"] = f"{token}:{i}"
+        chunk = messages[i * size : (i + 1) * size]
+        if chunk:
+            futures.append(pool.submit(engine_flatten.insert_traces, store, chunk, part_settings, workdir))
+    errors = [exc for exc in (f.exception() for f in futures) if exc is not None]
+    if errors:
+        raise errors[0]

@@ -161,7 +161,7 @@ def test_absurd_attribute_counts_and_lengths_are_rejected_per_span(
     too_long = httpx.post(url, content=_with_attributes(1, value_size=200 * 1024), headers=PB)
     decoded.ParseFromString(too_long.content)
     assert decoded.partial_success.rejected_spans == 1
-    assert "characters (limit 65536 bytes)" in decoded.partial_success.error_message
+    assert "bytes (limit 65536 bytes)" in decoded.partial_success.error_message
     assert small_collector.ingest is not None
     assert small_collector.ingest.stats.rejected["traces"] == 2
 

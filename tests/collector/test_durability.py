@@ -19,7 +19,7 @@ import pytest
 from collector.service import Collector, CollectorConfig
 from collector.spool import Spool
 from collector.store import Store
-from collector.writer import Writer
+from collector.writer import Writer, write_blocks
 from tests.collector.helpers import body_of, make_spans, wait_for_count
 
 PB = {"content-type": "application/x-protobuf"}
@@ -146,28 +146,49 @@ def test_sigkill_mid_stream_then_restart_loses_and_doubles_nothing(tmp_path: Pat
     }
 
 
-def test_crash_between_insert_and_commit_is_written_once(store: Store, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("kind", "engine_min_spans", "parallel"),
+    [
+        ("protobuf", 0, 1),  # flattened by the engine
+        ("protobuf", 0, 2),  # by the engine, as two concurrent statements
+        ("protobuf", 1_000, 1),  # a small batch, converted in Python
+        ("json rows", 0, 1),  # what an older collector spooled, still written after an upgrade
+    ],
+)
+def test_crash_between_insert_and_commit_is_written_once(
+    store: Store, tmp_path: Path, kind: str, engine_min_spans: int, parallel: int
+) -> None:
     spool = Spool(tmp_path / "spool", max_backlog_bytes=1 << 30)
-    from collector.otlp import decode_traces, traces_to_rows
+    from collector.ingest import convert_request
+    from collector.otlp import Limits, decode_traces, traces_to_rows
 
-    batch = traces_to_rows(decode_traces(body_of(make_spans(25, "crash")), "application/x-protobuf"))
-    spool.append([("otel_traces", 25, batch.payload("otel_traces"))])
+    bodies = [body_of(make_spans(25, "crash")), body_of(make_spans(15, "crash-b"))]
+    blocks = []
+    for body in bodies:
+        if kind == "protobuf":
+            converted = convert_request("traces", body, None, "application/x-protobuf", 1 << 26, Limits())
+            blocks.extend(converted.blocks)
+        else:
+            batch = traces_to_rows(decode_traces(body, "application/x-protobuf"))
+            blocks.append(("otel_traces", len(batch.rows["otel_traces"]), batch.payload("otel_traces")))
+    spool.append(blocks)
+    options = {"engine_min_spans": engine_min_spans, "part_min_spans": 1}
     # Simulate the first writer: pending persisted, rows inserted, then killed before commit.
     spool.set_pending(0, spool.end)
-    first = Writer(store, spool)
-    first._insert("otel_traces", batch.payload("otel_traces"), f"0-{spool.end}:otel_traces")
+    write_blocks(store, blocks, f"0-{spool.end}", tmp_path, parallel, **options)
+    assert store.query("SELECT count() FROM otel_traces").scalar() == 40
     spool.close()
     # Restart: a new spool over the same directory redoes the pending batch with the same token.
     spool2 = Spool(tmp_path / "spool", max_backlog_bytes=1 << 30)
     assert spool2.pending == (0, spool2.end)
-    writer = Writer(store, spool2, batch_ms=50)
+    writer = Writer(store, spool2, batch_ms=50, insert_threads=parallel, **options)
     writer.start()
     assert writer.flush(20)
     writer.stop()
     spool2.close()
-    assert store.query("SELECT count() FROM otel_traces").scalar() == 25
-    assert store.query("SELECT count() FROM revtrace_spans").scalar() == 25
-    assert store.query("SELECT sum(Spans) FROM revtrace_correlations").scalar() == 25
+    assert store.query("SELECT count() FROM otel_traces").scalar() == 40
+    assert store.query("SELECT count() FROM revtrace_spans").scalar() == 40
+    assert store.query("SELECT sum(Spans) FROM revtrace_correlations").scalar() == 40
 
 
 def test_torn_tail_is_cut_and_the_spool_keeps_working(tmp_path: Path) -> None:

@@ -3,9 +3,11 @@ the way the collector writes them (OTLP → rows), with any attributes and times
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -16,6 +18,7 @@ from opentelemetry.util.types import AttributeValue
 from collector.ingest import convert_request
 from collector.otlp import Limits
 from collector.store import Store
+from collector.writer import write_blocks
 from tests.collector.helpers import body_of
 from tracer import semconv
 
@@ -74,6 +77,6 @@ def insert(store: Store, steps: Sequence[Step]) -> int:
     converted = convert_request(
         "traces", body_of(make(steps)), None, "application/x-protobuf", 64 << 20, Limits()
     )
-    for table, _, payload in converted.blocks:
-        store.insert_raw(table, payload)
+    with tempfile.TemporaryDirectory() as workdir:
+        write_blocks(store, converted.blocks, None, Path(workdir))
     return converted.accepted
