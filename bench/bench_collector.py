@@ -127,20 +127,21 @@ def _ingest(quick: bool, work: Path) -> tuple[list[Result], Path]:
         f"backpressure answers {counts['backpressure']}, errors {counts['errors']}",
         flush=True,
     )
+    stored_rate = accepted / total_s
     return [
+        Result(
+            "collector.ingest.stored_spans_per_s",
+            stored_rate,
+            "spans/s",
+            goal=f">= {GOAL_SPANS_PER_S:,} sustained, from the first request until every accepted span is in the store",
+            passed=stored_rate >= GOAL_SPANS_PER_S,
+            extra=counts,
+        ),
         Result(
             "collector.ingest.accepted_spans_per_s",
             accepted / send_s,
             "spans/s",
-            goal=f">= {GOAL_SPANS_PER_S:,}",
-            passed=accepted / send_s >= GOAL_SPANS_PER_S,
-            extra=counts,
-        ),
-        Result(
-            "collector.ingest.stored_spans_per_s",
-            accepted / total_s,
-            "spans/s",
-            goal="end to end, until every accepted span is in the store",
+            goal="answered 200 while sending (the spool absorbs what the writer has not yet written)",
         ),
         Result(
             "collector.peak_rss",
@@ -152,7 +153,7 @@ def _ingest(quick: bool, work: Path) -> tuple[list[Result], Path]:
     ], data_dir
 
 
-def _check_and_baseline(quick: bool, data_dir: Path, accepted_rate: Result, accepted: int) -> list[Result]:
+def _check_and_baseline(quick: bool, data_dir: Path, stored_rate: Result, accepted: int) -> list[Result]:
     from collector.migrations import RenderOptions, migrate
     from collector.otlp import decode_traces, traces_to_rows
     from collector.store import open_store
@@ -189,9 +190,9 @@ def _check_and_baseline(quick: bool, data_dir: Path, accepted_rate: Result, acce
     results.append(
         Result(
             "collector.ingest.vs_raw_engine_insert",
-            accepted_rate.value,
+            stored_rate.value,
             "spans/s",
-            baseline_name="raw JSONEachRow insert of the same rows",
+            baseline_name="raw JSONEachRow insert of the same rows (already converted)",
             baseline=raw_rate,
         )
     )
