@@ -347,10 +347,15 @@ def insert_traces(
     if engine and store.config.kind == "embedded":
         path = workdir / f".flatten-{os.getpid()}-{uuid.uuid4().hex}.pb"
         try:
-            with open(path, "wb") as handle:
-                for payload in messages:
-                    handle.write(varint(len(payload)))
-                    handle.write(payload)
+            try:
+                with open(path, "wb") as handle:
+                    for payload in messages:
+                        handle.write(varint(len(payload)))
+                        handle.write(payload)
+            except OSError as exc:
+                # A full disk must not stop the writer (writing is what frees it).
+                log.warning("cannot write the batch file for the engine (%s); converting in Python", exc)
+                return _python_insert(store, messages, settings)
             source = "file({path:String}, 'Protobuf', {structure:String})"
             try:
                 store.command(
@@ -366,6 +371,10 @@ def insert_traces(
         finally:
             with contextlib.suppress(OSError):
                 path.unlink()
+    return _python_insert(store, messages, settings)
+
+
+def _python_insert(store: Store, messages: Sequence[bytes], settings: dict[str, Any]) -> str:
     data, count = python_rows(messages)
     if count:
         store.insert_raw(TRACES_TABLE, data, fmt="JSONEachRow", settings=settings)

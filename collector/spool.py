@@ -19,6 +19,7 @@ is cut off on open: it was never acknowledged.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import logging
 import os
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 _MAGIC: Final = b"RTS1"
 _HEADER: Final = struct.Struct("<4sII")
+# state.json is padded to this size, so it can be rewritten in place on a full disk.
+_STATE_BYTES: Final = 256
 _BLOCK: Final = struct.Struct("<HII")  # table name length, row count, rows byte length
 SEGMENT_BYTES: Final = 64 * 1024 * 1024
 
@@ -134,7 +137,7 @@ class Spool:
             self.committed = self.end
             self.pending = None
             self._save_state()
-        self._file: BinaryIO = open(self._segment_path(self._segments[-1]), "ab")  # noqa: SIM115
+        self._file: BinaryIO = _open_segment(self._segment_path(self._segments[-1]))
 
     # --- state ---------------------------------------------------------------------
 
@@ -158,12 +161,26 @@ class Spool:
         tmp = path.with_suffix(".tmp")
         payload = json.dumps(
             {"committed": self.committed, "pending": list(self.pending) if self.pending else None}
-        )
-        with open(tmp, "w") as handle:
-            handle.write(payload)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+        ).ljust(_STATE_BYTES)
+        try:
+            with open(tmp, "w") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            if exc.errno != errno.ENOSPC or len(payload) > _STATE_BYTES or not path.exists():
+                raise
+            # The disk is full, and committing is what frees it (a committed
+            # segment is recycled): overwrite the state in place — it always
+            # takes _STATE_BYTES, so this needs no new block, and one sector's
+            # write does not tear.
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            with open(path, "r+") as handle:
+                handle.write(payload)
+                handle.flush()
+                os.fsync(handle.fileno())
 
     def _segment_path(self, start: int) -> Path:
         return self.directory / _segment_name(start)
@@ -218,8 +235,7 @@ class Spool:
             if self.end - self._segments[-1] >= self.segment_bytes:
                 self._roll()
             try:
-                self._file.write(record)
-                self._file.flush()
+                _write_all(self._file, record)
                 if self.fsync:
                     os.fsync(self._file.fileno())
             except OSError as exc:
@@ -236,7 +252,7 @@ class Spool:
     def _roll(self) -> None:
         self._file.close()
         self._segments.append(self.end)
-        self._file = open(self._segment_path(self.end), "ab")  # noqa: SIM115
+        self._file = _open_segment(self._segment_path(self.end))
 
     def wait_for_data(self, position: int, timeout: float) -> bool:
         """Block until the spool has data beyond ``position`` (or timeout)."""
@@ -305,6 +321,22 @@ class Spool:
                 os.fsync(self._file.fileno())
             self._file.close()
             self._dir_lock.close()
+
+
+def _open_segment(path: Path) -> BinaryIO:
+    # Unbuffered: a record goes to the kernel in the append that answers for
+    # it, and a write that fails (disk full) leaves nothing behind in a buffer
+    # to be flushed later, after the record was refused.
+    return open(path, "ab", buffering=0)
+
+
+def _write_all(file: BinaryIO, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = file.write(view)
+        if not written:
+            raise OSError(errno.ENOSPC, "short write to the spool")
+        view = view[written:]
 
 
 def _lock_directory(directory: Path) -> Any:

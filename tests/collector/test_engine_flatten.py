@@ -160,6 +160,16 @@ def test_a_repeated_attribute_key_keeps_the_last_value_either_way(store: Store, 
     assert store.query("SELECT SpanAttributes['k'] FROM otel_traces LIMIT 1").scalar() == "last"
 
 
+def test_a_batch_file_that_cannot_be_written_goes_to_the_python_converter(
+    store: Store, tmp_path: Path
+) -> None:
+    """A full (or missing) spool disk must not stop the writer: writing is what frees it."""
+    request = _request([_span([_kv("plain", AnyValue(string_value="x"))])])
+    missing = tmp_path / "gone"
+    assert insert_traces(store, [request.SerializeToString()], {}, missing) == "python"
+    assert store.query("SELECT count() FROM otel_traces").scalar() == 1
+
+
 # --- made up by hypothesis -------------------------------------------------------------------
 
 _scalars = st.one_of(
