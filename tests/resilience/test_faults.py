@@ -205,9 +205,9 @@ def test_request_larger_than_the_spool_limit_is_taken_into_an_empty_spool(
         batch_ms=100,
         self_telemetry_s=0,
         ttl_days=0,
-        spool_max_bytes=32 * 1024,
+        spool_max_bytes=16 * 1024,
     )
-    big = body_of(make_spans(100, "big", attributes=5))  # ≈ 80 KiB of rows
+    big = body_of(make_spans(100, "big", attributes=5))  # ≈ 30 KiB spooled (as protobuf)
     with Collector(config, store=store) as c:
         url = f"{c.http_endpoint}/v1/traces"
         store.command("DETACH TABLE otel_traces")  # keep the first one waiting in the spool
@@ -227,7 +227,7 @@ def test_request_larger_than_the_spool_limit_is_taken_into_an_empty_spool(
         again = httpx.post(url, content=body_of(make_spans(100, "behind", attributes=5)), headers=PB)
         assert again.status_code == 200
         assert c.writer.flush(20)
-    figures.update(request_kib=round(len(big) / 1024), spool_limit_kib=32, accepted=200)
+    figures.update(request_kib=round(len(big) / 1024), spool_limit_kib=16, accepted=200)
     assert store.query("SELECT count(), uniqExact(SpanId) FROM otel_traces").rows == [(200, 200)]
 
 
