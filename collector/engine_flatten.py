@@ -278,17 +278,27 @@ def _schema_path() -> str:
     return str(path.resolve())
 
 
-def engine_settings() -> dict[str, Any]:
+# The engine parses the batch file in blocks of about this much data (the
+# parsed messages are the statement's largest transient memory); the blocks
+# are squashed back into one before anything is written.
+INPUT_BLOCK_BYTES: Final = 16 << 20
+
+
+def engine_settings(block_bytes: int = INPUT_BLOCK_BYTES) -> dict[str, Any]:
     """Settings that let the engine read the messages."""
     return {
         "format_schema": f"{_schema_path()}:ExportTraceServiceRequest",
         "input_format_protobuf_oneof_presence": 1,
         "output_format_json_escape_forward_slashes": 0,
-        # The whole batch in one block: throwIf stops it before anything is written.
+        # Parsed in blocks of ``block_bytes`` (memory)...
         "max_block_size": 1_000_000,
-        "max_insert_block_size": 10_000_000,
-        "min_insert_block_size_rows": 0,
-        "min_insert_block_size_bytes": 0,
+        "input_format_max_block_size_bytes": block_bytes,
+        # ...written as one block, only after the last was flattened: throwIf
+        # (a value SQL cannot render) stops the statement before anything is
+        # written, and the batch is one part with one deduplication token.
+        "max_insert_block_size": 100_000_000,
+        "min_insert_block_size_rows": 100_000_000,
+        "min_insert_block_size_bytes": 1 << 40,
         # Computing every branch of multiIf over the whole block is cheaper
         # here than masking rows per branch (measured: 1.8x).
         "short_circuit_function_evaluation": "disable",
@@ -335,10 +345,12 @@ def insert_traces(
     workdir: Path,
     *,
     engine: bool = True,
+    block_bytes: int = INPUT_BLOCK_BYTES,
 ) -> str:
     """Insert the spans of ``messages`` (serialized ExportTraceServiceRequest)
     into ``otel_traces``; ``settings`` carry the deduplication token.
-    ``engine=False`` converts in Python (as for a server store).
+    ``engine=False`` converts in Python (as for a server store);
+    ``block_bytes`` is the engine's parsing block (see :func:`engine_settings`).
 
     Returns which path wrote them: ``"engine"`` or ``"python"``.
     """
@@ -361,7 +373,7 @@ def insert_traces(
                 store.command(
                     _insert_sql(source),
                     {"path": str(path), "structure": STRUCTURE},
-                    settings={**engine_settings(), **settings},
+                    settings={**engine_settings(block_bytes), **settings},
                 )
                 return "engine"
             except StoreError as exc:

@@ -160,6 +160,28 @@ def test_a_repeated_attribute_key_keeps_the_last_value_either_way(store: Store, 
     assert store.query("SELECT SpanAttributes['k'] FROM otel_traces LIMIT 1").scalar() == "last"
 
 
+def test_a_value_in_the_last_parsing_block_stops_the_batch_before_anything_is_written(
+    store: Store, tmp_path: Path
+) -> None:
+    """The engine parses in blocks (memory) but writes one block at the end, so
+    an unsafe value late in the batch leaves nothing written by the engine: the
+    Python converter writes the batch once, as one part."""
+    fine = [
+        _request([_span([_kv("k", AnyValue(string_value=f"v{n}"))], n=n)]).SerializeToString()
+        for n in range(1, 9)
+    ]
+    odd = _request([_span([_kv("k", AnyValue(double_value=1e-300))], n=9)]).SerializeToString()
+    settings = {"insert_deduplicate": 1, "insert_deduplication_token": "late"}
+    assert insert_traces(store, [*fine, odd], settings, tmp_path, block_bytes=1) == "python"
+    assert store.query("SELECT count(), uniqExact(SpanId) FROM otel_traces").rows == [(9, 9)]
+    parts = "SELECT count() FROM system.parts WHERE database = currentDatabase() AND table = 'otel_traces'"
+    assert store.query(parts).scalar() == 1
+    # Without the odd value, the same small blocks are flattened and written as one part too.
+    assert insert_traces(store, fine, {"insert_deduplicate": 0}, tmp_path, block_bytes=1) == "engine"
+    assert store.query("SELECT count() FROM otel_traces").scalar() == 17
+    assert store.query(parts).scalar() == 2
+
+
 def test_a_batch_file_that_cannot_be_written_goes_to_the_python_converter(
     store: Store, tmp_path: Path
 ) -> None:
