@@ -94,6 +94,19 @@ def _generate(store: Any, transactions: int, now: float, first: int = 0, window_
     )
 
 
+def _settle(store: Any, timeout_s: float = 300.0) -> float:
+    """Wait until no background merge runs (the bulk load leaves parts
+    merging for a while; a day of steady ingest would have merged them as it
+    went). Returns the seconds waited."""
+    t0 = time.monotonic()
+    quiet = 0
+    while time.monotonic() - t0 < timeout_s and quiet < 3:
+        running = int(store.query("SELECT count() FROM system.merges").scalar() or 0)
+        quiet = quiet + 1 if running == 0 else 0
+        time.sleep(1.0)
+    return time.monotonic() - t0
+
+
 def _child(transactions: int, out: Path) -> None:
     import logging
 
@@ -111,6 +124,8 @@ def _child(transactions: int, out: Path) -> None:
     _generate(store, transactions, now)
     store.command("OPTIMIZE TABLE revtrace_spans FINAL")
     generated = time.monotonic() - started
+    settled = _settle(store)
+    print(f"background merges settled after {settled:.1f} s", flush=True)
     spans = int(store.query("SELECT count() FROM revtrace_spans").scalar())
 
     def full_scan() -> float:
@@ -148,6 +163,7 @@ def _child(transactions: int, out: Path) -> None:
         "transactions": transactions,
         "spans": spans,
         "generated_s": generated,
+        "settled_s": settled,
         "scan_s": statistics.median(scans),
         "cycle_s": cycle,
         "timings": result.timings,
