@@ -487,12 +487,7 @@ def _screen_span(span: Any, limits: Limits, check_sizes: bool) -> None:
         raise _LimitError("startTimeUnixNano is missing")
     if start > _MAX_NANOS:
         _ts(start)
-    events = span.events
-    links = span.links
-    if len(events) > limits.max_events:
-        raise _LimitError(f"{len(events)} events (limit {limits.max_events})")
-    if len(links) > limits.max_links:
-        raise _LimitError(f"{len(links)} links (limit {limits.max_links})")
+    events, links = _events_and_links(span, limits)
     big = check_sizes and span.ByteSize() > limits.max_attribute_bytes
     _screen_attributes(span.attributes, limits, big)
     for event in events:
@@ -537,6 +532,16 @@ def drop_spans(payload: bytes, keep: set[int]) -> bytes:
     return bytes(request.SerializeToString())
 
 
+def _events_and_links(span: Any, limits: Limits) -> tuple[Any, Any]:
+    """The span's events and links, within their count limits."""
+    events, links = span.events, span.links
+    if len(events) > limits.max_events:
+        raise _LimitError(f"{len(events)} events (limit {limits.max_events})")
+    if len(links) > limits.max_links:
+        raise _LimitError(f"{len(links)} links (limit {limits.max_links})")
+    return events, links
+
+
 def _span_row(span: Any, limits: Limits) -> dict[str, Any]:
     trace_id = _hex_id(span.trace_id, 16, "traceId", True)
     span_id = _hex_id(span.span_id, 8, "spanId", True)
@@ -545,12 +550,7 @@ def _span_row(span: Any, limits: Limits) -> dict[str, Any]:
     end = span.end_time_unix_nano
     if start <= 0:
         raise _LimitError("startTimeUnixNano is missing")
-    events = span.events
-    links = span.links
-    if len(events) > limits.max_events:
-        raise _LimitError(f"{len(events)} events (limit {limits.max_events})")
-    if len(links) > limits.max_links:
-        raise _LimitError(f"{len(links)} links (limit {limits.max_links})")
+    events, links = _events_and_links(span, limits)
     kind = span.kind
     status = span.status
     row: dict[str, Any] = {
