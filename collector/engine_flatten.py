@@ -357,7 +357,7 @@ def insert_traces(
     if not messages:
         return "engine"
     if engine and store.config.kind == "embedded":
-        path = workdir / f".flatten-{os.getpid()}-{uuid.uuid4().hex}.pb"
+        path = workdir / f"{_BATCH_FILE_PREFIX}{os.getpid()}-{uuid.uuid4().hex}.pb"
         try:
             try:
                 with open(path, "wb") as handle:
@@ -384,6 +384,22 @@ def insert_traces(
             with contextlib.suppress(OSError):
                 path.unlink()
     return _python_insert(store, messages, settings)
+
+
+_BATCH_FILE_PREFIX: Final = ".flatten-"
+
+
+def remove_batch_files(workdir: Path) -> int:
+    """Delete the batch files left in ``workdir`` by a writer that was killed
+    mid-insert (each up to a batch's size); returns how many."""
+    removed = 0
+    for path in workdir.glob(f"{_BATCH_FILE_PREFIX}*.pb"):
+        with contextlib.suppress(OSError):
+            path.unlink()
+            removed += 1
+    if removed:
+        log.info("removed %d batch file(s) left by an earlier writer in %s", removed, workdir)
+    return removed
 
 
 def _python_insert(store: Store, messages: Sequence[bytes], settings: dict[str, Any]) -> str:

@@ -88,6 +88,9 @@ class Writer:
 
     def start(self) -> None:
         """Start the writer thread (after finishing a pending batch, if any)."""
+        # The spool directory is this collector's alone (it is locked): a batch
+        # file there is left from a writer killed mid-insert.
+        engine_flatten.remove_batch_files(self.spool.directory)
         self._thread = threading.Thread(target=self._run, name="revtrace-writer", daemon=True)
         self._thread.start()
 

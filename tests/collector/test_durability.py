@@ -181,8 +181,12 @@ def test_crash_between_insert_and_commit_is_written_once(
     # Restart: a new spool over the same directory redoes the pending batch with the same token.
     spool2 = Spool(tmp_path / "spool", max_backlog_bytes=1 << 30)
     assert spool2.pending == (0, spool2.end)
+    # The killed writer's batch file is still there; the new writer removes it.
+    stale = spool2.directory / ".flatten-1-killed.pb"
+    stale.write_bytes(b"\x00" * 1024)
     writer = Writer(store, spool2, batch_ms=50, insert_threads=parallel, **options)
     writer.start()
+    assert not stale.exists()
     assert writer.flush(20)
     writer.stop()
     spool2.close()
