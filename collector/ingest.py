@@ -223,7 +223,7 @@ class Ingest:
                 for table, _, rows in record.blocks:
                     if table == TRACES_PROTOBUF:
                         keys.extend(request_span_keys(rows))
-                    if table != TRACES_TABLE:  # JSON rows, as spooled before 0.3
+                    if table != TRACES_TABLE:  # JSON rows, as an older collector spooled them
                         continue
                     for line in rows.split(b"\n"):
                         row = orjson.loads(line)

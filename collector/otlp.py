@@ -300,19 +300,23 @@ def _attributes(kvs: Iterable[Any], limits: Limits, count: int) -> dict[str, str
         raise _LimitError(f"{count} attributes (limit {limits.max_attributes})")
     # Most attributes are strings: read the field directly before asking which
     # member of the oneof is set.
+    # String-valued attributes first, then the others, each in request order:
+    # the order the store's engine writes them in (collector/engine_flatten.py).
+    # A repeated key keeps its last value, in the group of that value's kind.
     out: dict[str, str] = {}
-    strings: dict[str, bool] = {}
+    others: dict[str, str] = {}
     for kv in kvs:
         value = kv.value
         text = value.string_value
-        is_string = bool(text) or value.WhichOneof("value") == "string_value"
-        out[kv.key] = text if is_string else _as_string(value)
-        strings[kv.key] = is_string
-    if not all(strings.values()):
-        # String-valued attributes first, then the others, each in request
-        # order (a repeated key keeps its last value): the order the store's
-        # engine writes them in (collector/engine_flatten.py).
-        out = {k: out[k] for k in sorted(out, key=lambda k: not strings[k])}
+        if text or value.WhichOneof("value") == "string_value":
+            out[kv.key] = text
+            if others:
+                others.pop(kv.key, None)
+        else:
+            others[kv.key] = _as_string(value)
+            out.pop(kv.key, None)
+    if others:
+        out.update(others)
     cap = limits.max_attribute_bytes
     if out and max(map(len, out.values())) > cap:
         for key, text in out.items():

@@ -39,6 +39,11 @@ __all__ = ["Writer", "WriterStats", "write_blocks"]
 
 log = logging.getLogger(__name__)
 
+# Below this many spans a batch is converted in Python (see write_blocks).
+ENGINE_MIN_SPANS = 6_000
+# Each concurrent engine statement gets at least this many spans.
+PART_MIN_SPANS = 20_000
+
 
 @dataclass
 class WriterStats:
@@ -66,8 +71,8 @@ class Writer:
         max_batch_bytes: int = 64 * 1024 * 1024,
         max_backoff_s: float = 30.0,
         insert_threads: int = 2,
-        engine_min_spans: int = 6_000,
-        part_min_spans: int = 20_000,
+        engine_min_spans: int = ENGINE_MIN_SPANS,
+        part_min_spans: int = PART_MIN_SPANS,
     ) -> None:
         self.store = store
         self.spool = spool
@@ -244,12 +249,6 @@ class Writer:
         )
 
 
-# Below this many spans a batch is converted in Python (see write_blocks).
-ENGINE_MIN_SPANS = 6_000
-# Each concurrent engine statement gets at least this many spans.
-PART_MIN_SPANS = 20_000
-
-
 def write_blocks(
     store: Store,
     blocks: Iterable[tuple[str, int, bytes]],
@@ -305,6 +304,7 @@ def write_blocks(
 # The engine runs one INSERT … SELECT on one core; parts of a batch in
 # threads (chDB releases the GIL while it works) use more.
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 _pool_lock = threading.Lock()
 
 
@@ -318,10 +318,14 @@ def _insert_traces_in_parts(
     if parts == 1:
         engine_flatten.insert_traces(store, messages, settings, workdir)
         return
-    global _pool
+    global _pool, _pool_size
     with _pool_lock:
-        if _pool is None or _pool._max_workers < parts:
+        # One pool for the process, kept: each of its threads keeps its store client.
+        if _pool is None or _pool_size < parts:
+            if _pool is not None:
+                _pool.shutdown(wait=False)
             _pool = ThreadPoolExecutor(max_workers=parts, thread_name_prefix="revtrace-insert")
+            _pool_size = parts
         pool = _pool
     token = settings.get("insert_deduplication_token")
     size = -(-len(messages) // parts)
