@@ -315,9 +315,10 @@ class Evaluator:
         incremental: bool,
         judging: Callable[[], None] | None = None,
     ) -> TransactionResult:
-        """:meth:`transactions`; ``judging`` is called once the store has
-        answered and the judging in Python starts (:meth:`cycle` then reads
-        the window rules' statistics beside it)."""
+        """:meth:`transactions`; ``judging`` is called once the candidates'
+        facts are known and their clean verdicts are being written (:meth:`cycle`
+        then queues the window rules' statistics behind that write, to be read
+        while the dirty transactions are fetched and judged here)."""
         until = self.clock() if now is None else now
         spec = self.rules.evaluator
         horizon = until - spec.lookback
@@ -357,11 +358,11 @@ class Evaluator:
                 # The ok verdicts are written server-side while the dirty
                 # transactions are read and judged here.
                 clean_written = _background().submit(scan.write_clean, time.time()) if write else None
+                if judging is not None:
+                    judging()
                 try:
                     with _no_gc():
                         facts = scan.fetch_dirty()
-                        if judging is not None:
-                            judging()
                         findings, verdicts = self._judge(facts, seq, dup_keys, until)
                         rows = [_verdict_row(v, time.time()) for v in verdicts] if write else []
                 finally:
@@ -464,9 +465,34 @@ class Evaluator:
         if isinstance(rule, ReconciliationRule):
             return q.recon_stats(self.store, rule, until=until)
         if isinstance(rule, DuplicateRule | CompletenessRule):
-            window = rule.window if isinstance(rule, DuplicateRule) else max(rule.within * 4, 3600.0)
-            return q.verdict_share(self.store, rule, start=until - window, until=until)
+            return q.verdict_share(self.store, rule, start=until - self._share_window(rule), until=until)
         return None
+
+    @staticmethod
+    def _share_window(rule: DuplicateRule | CompletenessRule) -> float:
+        """The window of a verdict-share KPI (duplicate rate, stuck share)."""
+        return rule.window if isinstance(rule, DuplicateRule) else max(rule.within * 4, 3600.0)
+
+    def _verdict_shares(self, until: float, timings: dict[str, float]) -> dict[str, Future[Any]]:
+        """The verdict shares of every rule that reads the verdicts, read in one
+        query (as finished futures for :meth:`window`; a store error is each one's)."""
+        rules = [r for r in self.window_rules if isinstance(r, DuplicateRule | CompletenessRule)]
+        futures: dict[str, Future[Any]] = {r.name: Future() for r in rules}
+        if not rules:
+            return futures
+        t0 = time.perf_counter()
+        try:
+            shares = q.verdict_shares(
+                self.store, [(r, until - self._share_window(r)) for r in rules], until=until
+            )
+        except StoreError as exc:
+            for future in futures.values():
+                future.set_exception(exc)
+        else:
+            for rule, stats in zip(rules, shares, strict=True):
+                futures[rule.name].set_result(stats)
+        timings["verdict_shares"] = time.perf_counter() - t0
+        return futures
 
     def _share(
         self, rule: DuplicateRule | CompletenessRule, stats: RateStats
@@ -474,7 +500,7 @@ class Evaluator:
         """KPIs from the verdicts: duplicate rate, stuck share."""
         findings: list[Finding] = []
         points: list[SlaPoint] = []
-        window = rule.window if isinstance(rule, DuplicateRule) else max(rule.within * 4, 3600.0)
+        window = self._share_window(rule)
         for g in stats.groups:
             bad = g.total - g.good
             share = 100.0 * bad / g.total if g.total else 0.0
@@ -589,14 +615,11 @@ class Evaluator:
         # The window rules that do not read the verdicts are measured while the
         # transactions pass runs (its Python half leaves a core to the engine),
         # as the scheduler's separate jobs do; each rule's writes still happen
-        # below, in rule order, after the pass.
+        # below, in rule order, after the pass. The rules that read the
+        # verdicts read them in one query once the pass has written them.
         futures: dict[str, Future[Any]] = {}
 
         def read_windows() -> None:
-            # The window rules that do not read the verdicts are measured while
-            # the transactions pass judges in Python (a core is free then), as
-            # the scheduler's separate jobs would; their writes still happen
-            # below, in rule order, after the pass.
             for rule in self.window_rules:
                 if not self._reads_verdicts(rule):
                     futures[rule.name] = _background().submit(self._timed_stats, rule, at, result.timings)
@@ -607,6 +630,7 @@ class Evaluator:
                 at, write=write, incremental=incremental, judging=read_windows
             )
             result.timings["transactions"] = time.perf_counter() - started
+            futures |= self._verdict_shares(at, result.timings)
             for rule in self.window_rules:
                 t0 = time.perf_counter()
                 findings, points = self.window(rule, at, write=write, stats_future=futures.get(rule.name))

@@ -68,6 +68,7 @@ __all__ = [
     "sql",
     "to_db_time",
     "verdict_share",
+    "verdict_shares",
 ]
 
 
@@ -639,24 +640,55 @@ def verdict_share(
     store: Store, rule: DuplicateRule | CompletenessRule, *, start: float, until: float
 ) -> RateStats:
     """Transactions seen in the window without (good) and with the rule's category."""
-    select, group = _dims(rule)
-    ndims = max(1, len(rule.group_by))
-    rows = _query(
-        store,
-        sql("windows", "verdict_share", DIMS=select, GROUP=group),
-        {
-            "start": to_db_time(start),
-            "until": to_db_time(until),
-            "process": rule.process,
-            "category": rule.category.value,
-        },
+    return verdict_shares(store, [(rule, start)], until=until)[0]
+
+
+def verdict_shares(
+    store: Store, rules: Sequence[tuple[DuplicateRule | CompletenessRule, float]], *, until: float
+) -> list[RateStats]:
+    """:func:`verdict_share` of each ``(rule, start)``, from one pass over the verdicts."""
+    if not rules:
+        return []
+    dims = [d for d in DIMENSIONS if any(d in rule.group_by for rule, _ in rules)]
+    select = ", ".join(f"toString({DIMENSIONS[d]}) AS {d}" for d in dims) if dims else "'' AS _all"
+    counts = "\n".join(
+        _sections("windows")["verdict_share_counts"].replace("@k@", str(k)) for k in range(len(rules))
     )
-    return RateStats(
-        groups=tuple(
-            GroupCount(_labels(rule, row), int(row[ndims]), int(row[ndims + 1]), tuple(row[ndims + 2]))
-            for row in rows
+    params: dict[str, Any] = {
+        "start": to_db_time(min(start for _, start in rules)),
+        "until": to_db_time(until),
+    }
+    for k, (rule, start) in enumerate(rules):
+        params |= {
+            f"start_{k}": to_db_time(start),
+            f"process_{k}": rule.process,
+            f"category_{k}": rule.category.value,
+        }
+    text = sql("windows", "verdict_share", DIMS=select, GROUP=", ".join(dims) or "_all", COUNTS=counts)
+    rows = _query(store, text, params)
+    ndims = max(1, len(dims))
+    out: list[RateStats] = []
+    for k, (rule, _) in enumerate(rules):
+        total, bad, examples = ndims + 3 * k, ndims + 3 * k + 1, ndims + 3 * k + 2
+        groups: dict[tuple[str, ...], list[Any]] = {}
+        for row in rows:
+            if not row[total]:
+                continue
+            labels = dict(zip(dims, (str(v) for v in row), strict=False))
+            key = tuple(labels[d] for d in rule.group_by)
+            group = groups.setdefault(key, [0, 0, []])
+            group[0] += int(row[total])
+            group[1] += int(row[bad])
+            group[2] += [str(cid) for cid in row[examples]]
+        out.append(
+            RateStats(
+                groups=tuple(
+                    GroupCount(dict(zip(rule.group_by, key, strict=True)), n - n_bad, n, tuple(ex[:10]))
+                    for key, (n, n_bad, ex) in sorted(groups.items())
+                )
+            )
         )
-    )
+    return out
 
 
 def recon_stats(store: Store, rule: ReconciliationRule, *, until: float) -> ReconStats:

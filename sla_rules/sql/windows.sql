@@ -132,10 +132,19 @@ GROUP BY System, ObjectType, Period, LegalEntity
 ORDER BY Period, ObjectType, LegalEntity, System
 
 -- name: verdict_share
--- Share of transactions seen in the window whose verdict has a category.
-SELECT /*@DIMS@*/, count() - countIf(Category = {category:String}) AS good, count() AS total,
-       arraySlice(groupArrayIf(CorrelationId, Category = {category:String}), 1, 10) AS examples
+-- Transactions seen in the window of each of several rules, and those whose
+-- verdict has the rule's category: one pass over the verdicts for them all
+-- (/*@COUNTS@*/ holds a verdict_share_counts per rule), grouped by every
+-- dimension any of them groups by (/*@DIMS@*/; each rule's groups are summed
+-- from these).
+SELECT /*@DIMS@*/ /*@COUNTS@*/
 FROM revtrace_transactions FINAL
 WHERE LastSeen >= {start:DateTime64(9)} AND FirstSeen <= {until:DateTime64(9)}
-  AND ({process:String} = '' OR Process = {process:String})
 GROUP BY /*@GROUP@*/
+
+-- name: verdict_share_counts
+, countIf(LastSeen >= {start_@k@:DateTime64(9)} AND ({process_@k@:String} = '' OR Process = {process_@k@:String})) AS total_@k@
+, countIf(LastSeen >= {start_@k@:DateTime64(9)} AND ({process_@k@:String} = '' OR Process = {process_@k@:String})
+          AND Category = {category_@k@:String}) AS bad_@k@
+, groupArrayIf(10)(CorrelationId, LastSeen >= {start_@k@:DateTime64(9)}
+          AND ({process_@k@:String} = '' OR Process = {process_@k@:String}) AND Category = {category_@k@:String}) AS examples_@k@

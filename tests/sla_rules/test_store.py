@@ -251,3 +251,67 @@ def test_custom_rules_file(store: Store, now: float, tmp_path: Path) -> None:
     findings = json.loads(out.text)["findings"]
     assert [(f["rule"], f["category"]) for f in findings] == [("fast-posting", "latency")]
     assert parse_rules(doc).rules[0].name == "fast-posting"
+
+
+def test_verdict_shares_of_several_rules_from_one_query(store: Store, now: float) -> None:
+    """Each rule's share is its own: its window, process, category and grouping,
+    although one query reads the verdicts for them all."""
+    from sla_rules import _queries as q
+    from sla_rules._evaluator import _TX_COLUMNS
+
+    verdicts = [
+        # (cid, process, legal entity, region, category, last seen hours ago)
+        ("a", "quote_to_cash", "ACME-DE", "EMEA", "stuck", 1),
+        ("b", "quote_to_cash", "ACME-DE", "EMEA", "", 1),
+        ("c", "quote_to_cash", "ACME-UK", "EMEA", "duplicate", 2),
+        ("d", "renewal", "ACME-UK", "EMEA", "stuck", 3),
+        ("e", "renewal", "ACME-US", "AMER", "duplicate", 30),
+        ("f", "quote_to_cash", "ACME-US", "AMER", "stuck", 30),
+        ("g", "quote_to_cash", "ACME-US", "AMER", "", 50),
+    ]
+    rows = []
+    for cid, process, entity, region, category, ago in verdicts:
+        seen = q.to_db_time(now - ago * HOUR)
+        status = "failed" if category else "ok"
+        rows.append([cid, process, entity, region, status, category, "", "", "{}", seen, seen, "s", None, "EUR", [], q.to_db_time(now), "", "", []])  # fmt: skip
+    store.insert_rows("revtrace_transactions", rows, _TX_COLUMNS)
+    rules = {
+        r.name: r
+        for r in parse_rules(
+            {
+                "version": "revtrace/v1",
+                "rules": [
+                    {"name": "dup", "kind": "duplicate", "stages": ["billing.invoice.create"], "key": "object",
+                     "window": "2d", "group_by": ["region"]},
+                    {"name": "stuck-q2c", "kind": "completeness", "process": "quote_to_cash",
+                     "after": "crm.order.approve", "expect": "billing.invoice.create", "within": "1h",
+                     "group_by": ["legal_entity"]},
+                    {"name": "stuck-all", "kind": "completeness", "after": "crm.order.approve",
+                     "expect": "billing.invoice.create", "within": "1d", "group_by": []},
+                ],
+            }
+        ).rules
+    }  # fmt: skip
+    windows = {"dup": 2 * 24 * HOUR, "stuck-q2c": 4 * HOUR, "stuck-all": 4 * 24 * HOUR}
+    asked = [(rules[name], now - windows[name]) for name in ("dup", "stuck-q2c", "stuck-all")]
+    batched = q.verdict_shares(store, asked, until=now)  # type: ignore[arg-type]
+
+    def expected(name: str) -> dict[tuple[tuple[str, str], ...], tuple[int, int, set[str]]]:
+        rule = rules[name]
+        dims = {"legal_entity": 2, "region": 3, "process": 1}
+        out: dict[tuple[tuple[str, str], ...], tuple[int, int, set[str]]] = {}
+        for v in verdicts:
+            if v[5] * HOUR > windows[name] or (rule.process and v[1] != rule.process):
+                continue
+            key = tuple((d, str(v[dims[d]])) for d in rule.group_by)
+            good, total, bad = out.get(key, (0, 0, set()))
+            hit = v[4] == rule.category.value
+            out[key] = (good + (not hit), total + 1, bad | ({v[0]} if hit else set()))
+        return out
+
+    for (rule, _), stats in zip(asked, batched, strict=True):
+        got = {tuple(g.labels.items()): (g.good, g.total, set(g.examples)) for g in stats.groups}
+        assert got == expected(rule.name), rule.name
+        # One rule alone reads the same.
+        (alone,) = q.verdict_shares(store, [(rule, now - windows[rule.name])], until=now)  # type: ignore[list-item]
+        assert alone == stats
