@@ -461,7 +461,8 @@ class Evaluator:
         if isinstance(rule, BurnRateRule):
             return q.burn_stats(self.store, rule, until=until)
         if isinstance(rule, MttrRule):
-            return q.mttr_stats(self.store, rule, until=until)
+            facts = self.facts_ready(until - rule.window, until, backfill=False)
+            return q.mttr_stats(self.store, rule, until=until, facts=facts)
         if isinstance(rule, ReconciliationRule):
             return q.recon_stats(self.store, rule, until=until)
         if isinstance(rule, DuplicateRule | CompletenessRule):

@@ -623,13 +623,16 @@ def burn_stats(store: Store, rule: BurnRateRule, *, until: float) -> BurnStats:
     return BurnStats(windows={w: tuple(g) for w, g in windows.items()})
 
 
-def mttr_stats(store: Store, rule: MttrRule, *, until: float) -> MttrStats:
-    """Resolved final failures per group over the rule's window."""
+def mttr_stats(store: Store, rule: MttrRule, *, until: float, facts: bool = False) -> MttrStats:
+    """Resolved final failures per group over the rule's window. With
+    ``facts`` (``revtrace_eval_facts`` holds every span of the window) the
+    failed transactions are found there instead of in a scan of the spans."""
     select, group = _dims(rule)
     ndims = max(1, len(rule.group_by))
+    failed = sql("windows", "mttr_failed_facts" if facts else "mttr_failed")
     rows = _query(
         store,
-        sql("windows", "mttr", DIMS=select, GROUP=group),
+        sql("windows", "mttr", DIMS=select, GROUP=group, FAILED=failed),
         {"start": to_db_time(until - rule.window), "until": to_db_time(until)},
     )
     groups = tuple((_labels(rule, row), int(row[ndims]), float(row[ndims + 1] or 0.0)) for row in rows)

@@ -101,7 +101,8 @@ GROUP BY /*@GROUP@*/
 
 -- name: mttr
 -- Steps that failed for good (dead-lettered, failed, parked) within the window
--- and later succeeded: seconds from the failure to the success.
+-- and later succeeded: seconds from the failure to the success. /*@FAILED@*/
+-- is mttr_failed or mttr_failed_facts.
 SELECT /*@DIMS@*/, countIf(resolved) AS n, avgIf(seconds, resolved) AS mean, countIf(NOT resolved) AS open
 FROM (
     SELECT CorrelationId, Stage,
@@ -112,13 +113,24 @@ FROM (
            (toUnixTimestamp64Milli(ok_at) - toUnixTimestamp64Milli(failed_at)) / 1000.0 AS seconds
     FROM revtrace_spans
     WHERE Timestamp >= {start:DateTime64(9)} AND Timestamp <= {until:DateTime64(9)}
-      AND CorrelationId IN (
-          SELECT CorrelationId FROM revtrace_spans
-          WHERE Timestamp >= {start:DateTime64(9)} AND Timestamp <= {until:DateTime64(9)} AND /*@FINAL_FAILURE@*/)
+      AND CorrelationId IN (/*@FAILED@*/)
     GROUP BY CorrelationId, Stage
     HAVING failed_at > toDateTime64(0, 9)
 )
 GROUP BY /*@GROUP@*/
+
+-- name: mttr_failed
+-- The transactions with a span that failed for good in the window.
+SELECT CorrelationId FROM revtrace_spans
+WHERE Timestamp >= {start:DateTime64(9)} AND Timestamp <= {until:DateTime64(9)} AND /*@FINAL_FAILURE@*/
+
+-- name: mttr_failed_facts
+-- mttr_failed from revtrace_eval_facts (when it holds every span of the
+-- window): the transactions with a row in the window where a step did not
+-- succeed (NotOk: a final failure, or any other outcome that is no success).
+-- A superset; mttr's HAVING keeps the steps that failed for good.
+SELECT CorrelationId FROM revtrace_eval_facts
+WHERE NotOk > 0 AND LastStart >= {start:DateTime64(9)} AND Start <= {until:DateTime64(9)}
 
 -- name: recon_snapshots
 -- The latest snapshot of each system for each object type, period and legal entity.
