@@ -364,6 +364,9 @@ class Evaluator:
                     with _no_gc():
                         facts = scan.fetch_dirty()
                         findings, verdicts = self._judge(facts, seq, dup_keys, until)
+                        # The spans go now, by reference count: left to the
+                        # next collection, it would walk every one of them.
+                        del facts
                         rows = [_verdict_row(v, time.time()) for v in verdicts] if write else []
                 finally:
                     if clean_written is not None:
@@ -375,13 +378,15 @@ class Evaluator:
         if write:
             # One row per transaction: nothing for the ReplacingMergeTree to
             # replace within an insert, so no merge on insert (half its time).
-            for i in range(0, len(rows), 50_000):
-                self.store.insert_rows(
-                    "revtrace_transactions",
-                    rows[i : i + 50_000],
-                    _TX_COLUMNS,
-                    settings={"optimize_on_insert": 0},
-                )
+            with _no_gc():
+                for i in range(0, len(rows), 50_000):
+                    self.store.insert_rows(
+                        "revtrace_transactions",
+                        rows[i : i + 50_000],
+                        _TX_COLUMNS,
+                        settings={"optimize_on_insert": 0},
+                    )
+                del rows
             if stamp is not None:
                 self._set_watermark(stamp)
             alerts = transaction_alerts(self.store, since=until - spec.alert_horizon)
