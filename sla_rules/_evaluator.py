@@ -305,20 +305,6 @@ class Evaluator:
         ``write=False`` (``sla check``) writes nothing and judges every
         transaction active within the lookback before ``now``.
         """
-        return self._transactions(now, write=write, incremental=incremental)
-
-    def _transactions(
-        self,
-        now: float | None,
-        *,
-        write: bool,
-        incremental: bool,
-        judging: Callable[[], None] | None = None,
-    ) -> TransactionResult:
-        """:meth:`transactions`; ``judging`` is called once the candidates'
-        facts are known and their clean verdicts are being written (:meth:`cycle`
-        then queues the window rules' statistics behind that write, to be read
-        while the dirty transactions are fetched and judged here)."""
         until = self.clock() if now is None else now
         spec = self.rules.evaluator
         horizon = until - spec.lookback
@@ -355,14 +341,14 @@ class Evaluator:
                 fast=self.facts_ready(horizon, until, backfill=write),
             ) as scan:
                 clean = scan.count_clean()
-                # The ok verdicts are written server-side while the dirty
-                # transactions are read and judged here.
-                clean_written = _background().submit(scan.write_clean, time.time()) if write else None
-                if judging is not None:
-                    judging()
+                clean_written = None
                 try:
                     with _no_gc():
                         facts = scan.fetch_dirty()
+                        # The ok verdicts are written server-side (one core)
+                        # while the dirty transactions are judged here (the other).
+                        if write:
+                            clean_written = _writer().submit(scan.write_clean, time.time())
                         findings, verdicts = self._judge(facts, seq, dup_keys, until)
                         # The spans go now, by reference count: left to the
                         # next collection, it would walk every one of them.
@@ -618,23 +604,20 @@ class Evaluator:
         """Every rule once: transactions, then each window rule, then notifications."""
         at = self.clock() if now is None else now
         result = CycleResult(at=at)
-        # The window rules that do not read the verdicts are measured while the
-        # transactions pass runs (its Python half leaves a core to the engine),
-        # as the scheduler's separate jobs do; each rule's writes still happen
-        # below, in rule order, after the pass. The rules that read the
-        # verdicts read them in one query once the pass has written them.
+        # Two cores, kept busy: the window rules that do not read the verdicts
+        # are measured on a thread of their own from the start, beside the
+        # pass's facts step (as the scheduler's separate jobs would); the pass
+        # then has the engine to itself to fetch the dirty spans, and writes the
+        # clean verdicts on another thread while it judges in Python. Each
+        # rule's writes still happen below, in rule order, after the pass; the
+        # rules that read the verdicts read them in one query then.
         futures: dict[str, Future[Any]] = {}
-
-        def read_windows() -> None:
+        try:
             for rule in self.window_rules:
                 if not self._reads_verdicts(rule):
                     futures[rule.name] = _background().submit(self._timed_stats, rule, at, result.timings)
-
-        try:
             started = time.perf_counter()
-            result.transactions = self._transactions(
-                at, write=write, incremental=incremental, judging=read_windows
-            )
+            result.transactions = self.transactions(at, write=write, incremental=incremental)
             result.timings["transactions"] = time.perf_counter() - started
             futures |= self._verdict_shares(at, result.timings)
             for rule in self.window_rules:
@@ -739,11 +722,22 @@ def _no_gc() -> Iterator[None]:
 
 _pool_lock = threading.Lock()
 _pool: ThreadPoolExecutor | None = None
+_writer_pool: ThreadPoolExecutor | None = None
+
+
+def _writer() -> ThreadPoolExecutor:
+    """The one thread that writes a pass's clean verdicts while the pass
+    judges the dirty ones (per process, as :func:`_background`)."""
+    global _writer_pool
+    with _pool_lock:
+        if _writer_pool is None:
+            _writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revtrace-clean-verdicts")
+        return _writer_pool
 
 
 def _background() -> ThreadPoolExecutor:
-    """The one thread that runs store work beside a pass: the clean verdicts'
-    insert, and the window statistics :meth:`Evaluator.cycle` reads ahead.
+    """The one thread that reads the window statistics :meth:`Evaluator.cycle`
+    measures beside the transactions pass.
 
     One per process rather than per pass: the store keeps a client per thread."""
     global _pool
