@@ -315,3 +315,22 @@ def test_verdict_shares_of_several_rules_from_one_query(store: Store, now: float
         # One rule alone reads the same.
         (alone,) = q.verdict_shares(store, [(rule, now - windows[rule.name])], until=now)  # type: ignore[list-item]
         assert alone == stats
+
+
+def test_verdict_times_are_the_spans_times(store: Store, now: float) -> None:
+    """A dirty transaction's verdict (written from Python) carries its first
+    span's start and last span's end to the microsecond, like a clean one's
+    (written by the store)."""
+    insert_spans(store, _workload(now))
+    Evaluator(store, builtin_pack(), clock=lambda: now).cycle()
+    rows = store.query(
+        "SELECT v.CorrelationId, v.Status, toUnixTimestamp64Micro(v.FirstSeen), toUnixTimestamp64Micro(v.LastSeen), "
+        "toUnixTimestamp64Micro(s.first), toUnixTimestamp64Micro(s.last), toUnixTimestamp64Milli(v.EvaluatedAt) "
+        "FROM (SELECT * FROM revtrace_transactions FINAL) AS v "
+        "JOIN (SELECT CorrelationId, min(Timestamp) AS first, max(EndTimestamp) AS last FROM revtrace_spans "
+        "GROUP BY CorrelationId) AS s ON s.CorrelationId = v.CorrelationId"
+    ).rows
+    assert {status for _, status, *_ in rows} >= {"ok", "failed", "held"}
+    for cid, _, first, last, span_first, span_last, evaluated in rows:
+        assert (first, last) == (span_first, span_last), cid
+        assert abs(evaluated / 1000 - time.time()) < 600, cid
