@@ -228,8 +228,8 @@ def facts_rows(scope: str) -> str:
     )
 
 
-def _fragment(name: str, **indexes: int) -> str:
-    text = _sections("transactions")[name]
+def _fragment(name: str, file: str = "transactions", **indexes: int) -> str:
+    text = _sections(file)[name]
     for key, value in indexes.items():
         text = text.replace(f"@{key}@", str(value))
     return text
@@ -654,9 +654,7 @@ def verdict_shares(
         return []
     dims = [d for d in DIMENSIONS if any(d in rule.group_by for rule, _ in rules)]
     select = ", ".join(f"toString({DIMENSIONS[d]}) AS {d}" for d in dims) if dims else "'' AS _all"
-    counts = "\n".join(
-        _sections("windows")["verdict_share_counts"].replace("@k@", str(k)) for k in range(len(rules))
-    )
+    counts = "\n".join(_fragment("verdict_share_counts", "windows", k=k) for k in range(len(rules)))
     params: dict[str, Any] = {
         "start": to_db_time(min(start for _, start in rules)),
         "until": to_db_time(until),
