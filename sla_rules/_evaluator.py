@@ -356,7 +356,7 @@ class Evaluator:
                         # The ok verdicts are written server-side (one core)
                         # while the dirty transactions are judged here (the other).
                         if write:
-                            clean_written = _writer().submit(scan.write_clean, time.time())
+                            clean_written = _thread("clean-verdicts").submit(scan.write_clean, time.time())
                         findings, verdicts = self._judge(facts, seq, dup_keys, until)
                         # The spans go now, by reference count: left to the
                         # next collection, it would walk every one of them.
@@ -624,7 +624,9 @@ class Evaluator:
         try:
             for rule in self.window_rules:
                 if not self._reads_verdicts(rule):
-                    futures[rule.name] = _background().submit(self._timed_stats, rule, at, result.timings)
+                    futures[rule.name] = _thread("window-stats").submit(
+                        self._timed_stats, rule, at, result.timings
+                    )
             started = time.perf_counter()
             result.transactions = self.transactions(at, write=write, incremental=incremental)
             result.timings["transactions"] = time.perf_counter() - started
@@ -730,30 +732,21 @@ def _no_gc() -> Iterator[None]:
 
 
 _pool_lock = threading.Lock()
-_pool: ThreadPoolExecutor | None = None
-_writer_pool: ThreadPoolExecutor | None = None
+_pools: dict[str, ThreadPoolExecutor] = {}
 
 
-def _writer() -> ThreadPoolExecutor:
-    """The one thread that writes a pass's clean verdicts while the pass
-    judges the dirty ones (per process, as :func:`_background`)."""
-    global _writer_pool
-    with _pool_lock:
-        if _writer_pool is None:
-            _writer_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revtrace-clean-verdicts")
-        return _writer_pool
-
-
-def _background() -> ThreadPoolExecutor:
-    """The one thread that reads the window statistics :meth:`Evaluator.cycle`
-    measures beside the transactions pass.
+def _thread(name: str) -> ThreadPoolExecutor:
+    """The one thread of ``name`` in this process, beside a cycle's caller:
+    ``window-stats`` reads the window statistics :meth:`Evaluator.cycle`
+    measures beside the transactions pass; ``clean-verdicts`` writes a pass's
+    clean verdicts while the pass judges the dirty ones.
 
     One per process rather than per pass: the store keeps a client per thread."""
-    global _pool
     with _pool_lock:
-        if _pool is None:
-            _pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="revtrace-window-stats")
-        return _pool
+        pool = _pools.get(name)
+        if pool is None:
+            pool = _pools[name] = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"revtrace-{name}")
+        return pool
 
 
 def _now_dt() -> Any:

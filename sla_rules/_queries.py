@@ -526,11 +526,13 @@ def duplicate_keys(
 # --- windows ---------------------------------------------------------------------------
 
 
-def _dims(rule: Rule) -> tuple[str, str]:
-    if not rule.group_by:
+def _dims(rule: Rule | Sequence[str]) -> tuple[str, str]:
+    """SELECT and GROUP BY text for a rule's grouping dimensions (or these)."""
+    group_by = rule if isinstance(rule, Sequence) else rule.group_by
+    if not group_by:
         return "'' AS _all", "_all"
-    select = ", ".join(f"toString({DIMENSIONS[d]}) AS {d}" for d in rule.group_by)
-    return select, ", ".join(rule.group_by)
+    select = ", ".join(f"toString({DIMENSIONS[d]}) AS {d}" for d in group_by)
+    return select, ", ".join(group_by)
 
 
 def _labels(rule: Rule, row: Sequence[Any]) -> dict[str, str]:
@@ -653,7 +655,7 @@ def verdict_shares(
     if not rules:
         return []
     dims = [d for d in DIMENSIONS if any(d in rule.group_by for rule, _ in rules)]
-    select = ", ".join(f"toString({DIMENSIONS[d]}) AS {d}" for d in dims) if dims else "'' AS _all"
+    select, group_sql = _dims(dims)
     counts = "\n".join(_fragment("verdict_share_counts", "windows", k=k) for k in range(len(rules)))
     params: dict[str, Any] = {
         "start": to_db_time(min(start for _, start in rules)),
@@ -665,7 +667,7 @@ def verdict_shares(
             f"process_{k}": rule.process,
             f"category_{k}": rule.category.value,
         }
-    text = sql("windows", "verdict_share", DIMS=select, GROUP=", ".join(dims) or "_all", COUNTS=counts)
+    text = sql("windows", "verdict_share", DIMS=select, GROUP=group_sql, COUNTS=counts)
     rows = _query(store, text, params)
     ndims = max(1, len(dims))
     out: list[RateStats] = []

@@ -294,7 +294,7 @@ def test_verdict_shares_of_several_rules_from_one_query(store: Store, now: float
     }  # fmt: skip
     windows = {"dup": 2 * 24 * HOUR, "stuck-q2c": 4 * HOUR, "stuck-all": 4 * 24 * HOUR}
     asked = [(rules[name], now - windows[name]) for name in ("dup", "stuck-q2c", "stuck-all")]
-    batched = q.verdict_shares(store, asked, until=now)  # type: ignore[arg-type]
+    batched = q.verdict_shares(store, asked, until=now)
 
     def expected(name: str) -> dict[tuple[tuple[str, str], ...], tuple[int, int, set[str]]]:
         rule = rules[name]
@@ -313,7 +313,7 @@ def test_verdict_shares_of_several_rules_from_one_query(store: Store, now: float
         got = {tuple(g.labels.items()): (g.good, g.total, set(g.examples)) for g in stats.groups}
         assert got == expected(rule.name), rule.name
         # One rule alone reads the same.
-        (alone,) = q.verdict_shares(store, [(rule, now - windows[rule.name])], until=now)  # type: ignore[list-item]
+        (alone,) = q.verdict_shares(store, [(rule, now - windows[rule.name])], until=now)
         assert alone == stats
 
 
